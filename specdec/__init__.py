@@ -1,0 +1,3 @@
+"""specdec: speculative decoding behind one interface."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""Data passed between drafters, verifiers and the engine.
+
+Vocabulary (see docs/DESIGN.md): *accepted* tokens are draft tokens the verifier kept; the *recovered* token
+is sampled from the residual distribution at the first rejection; the *bonus* token is the extra target token
+after a fully accepted draft. Every verification step emits ``n_accepted + 1`` tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Draft:
+    """A chain or a tree of proposed tokens following the last committed token (the *root*).
+
+    Nodes are topologically ordered: ``parents[i] < i``; ``parents[i] == -1`` means node i follows the root.
+    A chain of k tokens has ``parents == [-1, 0, 1, ..., k-2]``.
+
+    ``draft_probs[i]`` is the drafter's distribution (after the same temperature / top-k / top-p transform as
+    the target) from which node i was drawn, i.e. the distribution at i's parent; siblings share it and are
+    distinct draws *without replacement* in sibling order. ``None`` means a deterministic drafter (n-gram,
+    retrieval, top-k expansion): each node is treated as a one-hot proposal.
+    """
+
+    tokens: Tensor                      # [n] int64
+    parents: Tensor                     # [n] int64, -1 = child of the root
+    draft_probs: Tensor | None = None   # [n, vocab] float32 or None
+
+    @staticmethod
+    def chain(tokens: Tensor, draft_probs: Tensor | None = None) -> "Draft":
+        """A chain draft: tokens [k], draft_probs [k, vocab] or None."""
+        k = tokens.shape[0]
+        return Draft(tokens=tokens.long(), parents=torch.arange(-1, k - 1, dtype=torch.long),
+                     draft_probs=draft_probs)
+
+    @property
+    def size(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def is_chain(self) -> bool:
+        k = self.size
+        return bool(torch.equal(self.parents.cpu(), torch.arange(-1, k - 1, dtype=torch.long)))
+
+    def depths(self) -> Tensor:  # [n] int64, 1 for children of the root
+        depth = torch.zeros(self.size, dtype=torch.long)
+        for i, p in enumerate(self.parents.tolist()):
+            depth[i] = 1 if p < 0 else depth[p] + 1
+        return depth
+
+
+@dataclass
+class VerifyResult:
+    """Outcome of verifying one draft.
+
+    ``tokens`` = accepted draft tokens followed by one recovered or bonus token (``n_accepted + 1`` tokens).
+    ``accepted_path`` = draft node indices of the accepted tokens, root to leaf (for a chain: 0..n_accepted-1).
+    """
+
+    tokens: list[int]
+    n_accepted: int
+    accepted_path: list[int]
+    next_token: int                     # the recovered (after a rejection) or bonus (all accepted) token
+    bonus: bool                         # True if next_token is a bonus token (whole path down to a leaf kept)
+
+
+@dataclass
+class GenerationStats:
+    """Per-request statistics. Mean accepted length counts the bonus/recovered token (vanilla = 1.00)."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    target_forwards: int = 0            # target forward passes after the prefill
+    draft_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    prefill_seconds: float = 0.0
+    seconds: float = 0.0
+    accepted_per_depth: list[int] = field(default_factory=list)   # accepted draft tokens at depth d+1
+    reached_per_depth: list[int] = field(default_factory=list)    # steps whose draft reached depth d+1
+    draft_tokens: int = 0               # draft tokens proposed in total
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens emitted per target forward pass, bonus/recovered token included (Spec-Bench's tau)."""
+        return self.new_tokens / self.target_forwards if self.target_forwards else 0.0
+
+    @property
+    def acceptance_per_depth(self) -> list[float]:
+        """P(draft token at depth d accepted | a draft reached depth d), d = 1, 2, ..."""
+        return [a / r if r else 0.0 for a, r in zip(self.accepted_per_depth, self.reached_per_depth)]
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens,
+            "target_forwards": self.target_forwards, "seconds": self.seconds,
+            "prefill_seconds": self.prefill_seconds,
+            "tokens_per_s": self.tokens_per_s, "mean_accepted_length": self.mean_accepted_length,
+            "acceptance_per_depth": self.acceptance_per_depth, "draft_seconds": self.draft_seconds,
+            "verify_seconds": self.verify_seconds, "draft_tokens": self.draft_tokens,
+        }
