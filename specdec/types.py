@@ -82,6 +82,7 @@ class GenerationStats:
     accepted_per_depth: list[int] = field(default_factory=list)   # accepted draft tokens at depth d+1
     reached_per_depth: list[int] = field(default_factory=list)    # steps whose draft reached depth d+1
     draft_tokens: int = 0               # draft tokens proposed in total
+    emitted_tokens: int = 0             # sum over steps of n_accepted + 1 (before truncation at a stop)
 
     @property
     def tokens_per_s(self) -> float:
@@ -90,7 +91,7 @@ class GenerationStats:
     @property
     def mean_accepted_length(self) -> float:
         """Tokens emitted per target forward pass, bonus/recovered token included (Spec-Bench's tau)."""
-        return self.new_tokens / self.target_forwards if self.target_forwards else 0.0
+        return self.emitted_tokens / self.target_forwards if self.target_forwards else 0.0
 
     @property
     def acceptance_per_depth(self) -> list[float]:
@@ -105,4 +106,5 @@ class GenerationStats:
             "tokens_per_s": self.tokens_per_s, "mean_accepted_length": self.mean_accepted_length,
             "acceptance_per_depth": self.acceptance_per_depth, "draft_seconds": self.draft_seconds,
             "verify_seconds": self.verify_seconds, "draft_tokens": self.draft_tokens,
+            "emitted_tokens": self.emitted_tokens,
         }

@@ -1,0 +1,86 @@
+"""`specdec generate | models` — argument parsing and printing only; the work happens in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from specdec.errors import SpecdecError
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m",
+                   help="registry name, .gguf file, Hugging Face directory or hub id (default: smollm2-135m)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specdec", description="Speculative decoding for LLMs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate text from a prompt, optionally with a drafter")
+    g.add_argument("--prompt", required=True)
+    _add_model_args(g)
+    g.add_argument("--method", default="vanilla", help="drafting method (see `specdec methods`); default vanilla")
+    g.add_argument("-o", "--method-option", dest="options", action="append", type=_option, default=[],
+                   metavar="KEY=VALUE", help="drafter option, e.g. -o num_draft=6 (repeatable)")
+    g.add_argument("--rule", default="exact", help="verification rule: exact (lossless, default) or typical (lossy)")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    _add_sampling_args(g)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
+    g.add_argument("--compare-vanilla", action="store_true",
+                   help="also run vanilla decoding in the same process and report the speedup")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+
+    m = sub.add_parser("models", help="list registry models, or pull one into the cache")
+    m.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
+    m.add_argument("name", nargs="?")
+
+    sub.add_parser("methods", help="list drafting methods and verification rules")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            from specdec.commands.generate import run_generate
+            return run_generate(args)
+        if args.command == "models":
+            from specdec.commands.models import run_models
+            return run_models(args)
+        if args.command == "methods":
+            from specdec.commands.models import run_methods
+            return run_methods(args)
+    except SpecdecError as e:
+        print(f"specdec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("specdec: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

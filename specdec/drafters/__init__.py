@@ -1,0 +1,61 @@
+"""Drafters by name. Every method is one file behind the `Proposer` protocol, registered here.
+
+`make_drafter(method, target, options)` builds one; a method may also be given as ``package.module:factory``
+to plug in a drafter that lives outside specdec (the factory takes the same arguments).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from specdec.drafters.base import DecodeState, NoDraft, Proposer
+from specdec.errors import ConfigError
+
+Factory = Callable[..., Proposer]           # factory(target: LoadedModel, **options) -> Proposer
+DRAFTERS: dict[str, Factory] = {}
+DESCRIPTIONS: dict[str, str] = {}
+
+
+def register(name: str, description: str):
+    def wrap(factory: Factory) -> Factory:
+        DRAFTERS[name] = factory
+        DESCRIPTIONS[name] = description
+        return factory
+    return wrap
+
+
+register("vanilla", "no drafter: one target forward per token (the baseline)")(lambda target, **_: NoDraft())
+
+
+def _load_builtin() -> None:
+    from specdec.drafters import pld  # noqa: F401  (registers itself)
+
+
+def method_names() -> list[str]:
+    _load_builtin()
+    return sorted(DRAFTERS)
+
+
+def make_drafter(method: str, target, options: dict | None = None) -> Proposer:
+    _load_builtin()
+    options = options or {}
+    if method in DRAFTERS:
+        factory = DRAFTERS[method]
+    elif ":" in method:
+        module, _, attr = method.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"method {method!r} could not be imported ({e}); accepted: "
+                              f"{', '.join(method_names())} or package.module:factory") from None
+    else:
+        raise ConfigError(f"method {method!r} is unknown; accepted: {', '.join(method_names())} "
+                          f"or package.module:factory")
+    try:
+        return factory(target, **options)
+    except TypeError as e:
+        raise ConfigError(f"bad option for method {method!r}: {e}") from None
+
+
+__all__ = ["DRAFTERS", "DecodeState", "NoDraft", "Proposer", "make_drafter", "method_names", "register"]

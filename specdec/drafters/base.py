@@ -1,0 +1,59 @@
+"""The one protocol every drafter implements, and the state the engine hands it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from specdec.config import SamplingParams
+from specdec.types import Draft, VerifyResult
+
+
+@dataclass
+class DecodeState:
+    """What a drafter may look at when proposing.
+
+    ``tokens``: all committed tokens, prompt first; the last one is the *root* the draft continues.
+    ``hidden``: target hidden states (layers the drafter asked for in ``hidden_layers``) at the positions
+    committed by the last target pass, [k, hidden] each (the prompt after prefill; then the previous root and
+    the accepted tokens). ``max_depth`` and ``max_nodes`` bound the draft (remaining tokens, cache room).
+    """
+
+    tokens: list[int]
+    sampling: SamplingParams
+    generator: torch.Generator
+    max_depth: int
+    max_nodes: int
+    hidden: dict[int, Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    hidden_layers: tuple[int, ...]       # target hidden states the drafter needs (empty for most)
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        """A new request: build caches and indexes for this prompt."""
+
+    def propose(self, state: DecodeState) -> Draft:
+        """Draft tokens following state.tokens[-1] (an empty draft is allowed: a plain decoding step)."""
+
+    def on_accept(self, result: VerifyResult) -> None:
+        """The verifier's decision on the last draft: roll caches forward / back, adapt the draft length."""
+
+
+class NoDraft:
+    """Vanilla decoding as a drafter: proposes nothing, so every step is one target token."""
+
+    hidden_layers: tuple[int, ...] = ()
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        pass
+
+    def propose(self, state: DecodeState) -> Draft:
+        return Draft.chain(torch.zeros(0, dtype=torch.long))
+
+    def on_accept(self, result: VerifyResult) -> None:
+        pass

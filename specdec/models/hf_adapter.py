@@ -1,0 +1,72 @@
+"""Runtime for any Hugging Face causal LM (architectures the native runtime does not implement).
+
+Chain drafts only: the cache is transformers' own, cropped for rollback; token trees need the native runtime.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from specdec.models.runtime import ForwardOutput
+
+
+class HFCache:
+    def __init__(self, capacity: int):
+        from transformers import DynamicCache
+        self.inner = DynamicCache()
+        self.capacity = capacity
+        self.length = 0
+
+    def rollback(self, n: int) -> None:
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot roll back {n} of {self.length} cached positions")
+        self.crop(self.length - n)
+
+    def crop(self, length: int) -> None:
+        if length < self.length:
+            self.inner.crop(length)
+            self.length = length
+
+    def keep(self, start: int, indices: Tensor | list[int]) -> None:
+        idx = [int(i) for i in indices]
+        if idx != list(range(len(idx))):
+            raise NotImplementedError("the transformers adapter keeps only a prefix of new positions "
+                                      "(chain drafts); token trees need the native runtime")
+        self.crop(start + len(idx))
+
+
+class HFRuntime:
+    supports_tree = False
+
+    def __init__(self, model, *, max_context: int):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.vocab_size = model.config.vocab_size
+        self.num_layers = model.config.num_hidden_layers
+        self.max_context = max_context
+
+    def new_cache(self, capacity: int) -> HFCache:
+        return HFCache(capacity)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: Tensor, cache: HFCache, *, positions: Tensor | None = None,
+                tree_mask: Tensor | None = None, logits: str = "all",
+                hidden_layers: tuple[int, ...] = ()) -> ForwardOutput:
+        """input_ids [batch, t] after the cache; see specdec.models.runtime.DecoderRuntime."""
+        if tree_mask is not None:
+            raise NotImplementedError("the transformers adapter scores chains only; use a native model for trees")
+        t = input_ids.shape[1]
+        out = self.model(input_ids=input_ids.to(self.device), past_key_values=cache.inner, use_cache=True,
+                         output_hidden_states=bool(hidden_layers))
+        cache.length += t
+        result = ForwardOutput(logits=None)
+        if logits == "all":
+            result.logits = out.logits.float()
+        elif logits == "last":
+            result.logits = out.logits[:, -1:].float()
+        for i in hidden_layers:
+            # transformers: hidden_states[0] = embeddings, [i + 1] = after layer i, [-1] = final normed
+            result.hidden[i] = out.hidden_states[-1 if i == -1 else i + 1]
+        return result

@@ -1,0 +1,129 @@
+"""Native runtime for the Llama family (Llama, SmolLM2, Qwen2 / 2.5 with qkv bias, Mistral) in plain PyTorch.
+
+Weights use Hugging Face names; q/k/v and gate/up projections are fused at load time so a layer is five
+matrix multiplications. Attention runs over a preallocated `KVCache`; new tokens may carry arbitrary
+position ids and a mask among themselves, so a whole token tree is scored in one forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from specdec.kv import KVCache
+from specdec.models.config import DecoderConfig
+from specdec.models.rope import apply_rope, rope_tables
+from specdec.models.runtime import ForwardOutput
+
+
+def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
+
+
+class LlamaRuntime:
+    supports_tree = True
+
+    def __init__(self, config: DecoderConfig, state: dict[str, Tensor], *, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.vocab_size = config.vocab_size
+        self.num_layers = config.num_layers
+        ctx = config.max_context
+        if config.sliding_window:
+            ctx = min(ctx, config.sliding_window)   # beyond the window the model would need windowed attention
+        self.max_context = ctx
+        cast = lambda t: t.to(device=self.device, dtype=dtype).contiguous()  # noqa: E731
+        self.embed = cast(state["model.embed_tokens.weight"])                 # [vocab, hidden]
+        head = state.get("lm_head.weight")
+        self.lm_head = self.embed if head is None or config.tie_word_embeddings else cast(head)
+        self.final_norm = cast(state["model.norm.weight"])
+        self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
+        cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
+        self.cos, self.sin = cast(cos), cast(sin)                              # [context, head_dim]
+
+    def _layer(self, state: dict[str, Tensor], i: int, cast) -> dict[str, Tensor]:
+        p = f"model.layers.{i}."
+        a = p + "self_attn."
+        layer = {
+            "attn_norm": cast(state[p + "input_layernorm.weight"]),
+            "qkv": cast(torch.cat([state[a + n + "_proj.weight"] for n in "qkv"])),  # [(h + 2 kvh) * d, hidden]
+            "o": cast(state[a + "o_proj.weight"]),
+            "mlp_norm": cast(state[p + "post_attention_layernorm.weight"]),
+            "gate_up": cast(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])),
+            "down": cast(state[p + "mlp.down_proj.weight"]),
+        }
+        if a + "q_proj.bias" in state:
+            layer["qkv_bias"] = cast(torch.cat([state[a + n + "_proj.bias"] for n in "qkv"]))
+        return layer
+
+    def new_cache(self, capacity: int) -> KVCache:
+        c = self.config
+        return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, capacity, dtype=self.dtype, device=self.device)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,
+                tree_mask: Tensor | None = None, logits: str = "all",
+                hidden_layers: tuple[int, ...] = ()) -> ForwardOutput:
+        """Score input_ids [batch, t] placed after the cache's `length` positions.
+
+        positions [t]: position ids (default: length, length+1, ...). tree_mask [t, t] bool: which new tokens
+        each new token may attend to (default: causal). logits: "all", "last" or "none". hidden_layers:
+        layer indices whose output (residual stream) to return; -1 means the final normed hidden state.
+        """
+        c = self.config
+        bsz, t = input_ids.shape
+        start = cache.length
+        if positions is None:
+            positions = torch.arange(start, start + t, device=self.device)
+        if start + t > self.max_context or int(positions.max()) >= self.max_context:
+            raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}")
+        cos, sin = self.cos[positions], self.sin[positions]
+        mask = self._attention_mask(start, t, tree_mask)
+        x = F.embedding(input_ids, self.embed)                       # [batch, t, hidden]
+        out = ForwardOutput(logits=None)
+        for i, layer in enumerate(self.layers):
+            x = x + self._attention(layer, _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), cache, i, cos, sin, mask)
+            h = F.linear(_rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer["gate_up"])
+            gate, up = h.chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer["down"])
+            if i in hidden_layers:
+                out.hidden[i] = x
+        cache.advance(t)
+        x = _rms_norm(x, self.final_norm, c.rms_norm_eps)
+        if -1 in hidden_layers:
+            out.hidden[-1] = x
+        if logits == "last":
+            out.logits = F.linear(x[:, -1:], self.lm_head)
+        elif logits == "all":
+            out.logits = F.linear(x, self.lm_head)                   # [batch, t, vocab]
+        return out
+
+    def _attention_mask(self, start: int, t: int, tree_mask: Tensor | None) -> Tensor | None:
+        """Bool [t, start + t] (True = may attend), or None when every new token sees everything (t == 1)."""
+        if t == 1 and tree_mask is None:
+            return None
+        new = tree_mask if tree_mask is not None else torch.ones(t, t, dtype=torch.bool, device=self.device).tril()
+        past = torch.ones(t, start, dtype=torch.bool, device=self.device)
+        return torch.cat([past, new.to(self.device)], dim=1)
+
+    def _attention(self, layer, x: Tensor, cache: KVCache, i: int, cos: Tensor, sin: Tensor,
+                   mask: Tensor | None) -> Tensor:
+        c = self.config
+        bsz, t, _ = x.shape
+        qkv = F.linear(x, layer["qkv"], layer.get("qkv_bias"))
+        q, k, v = qkv.split([c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim], -1)
+        q = apply_rope(q.view(bsz, t, c.num_heads, c.head_dim).transpose(1, 2), cos, sin)
+        k = apply_rope(k.view(bsz, t, c.num_kv_heads, c.head_dim).transpose(1, 2), cos, sin)
+        v = v.view(bsz, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
+        # Grouped-query attention without copying K/V: fold the query heads of each KV group into the rows.
+        group = c.num_heads // c.num_kv_heads
+        q = q.reshape(bsz, c.num_kv_heads, group * t, c.head_dim)
+        m = None if mask is None else mask.repeat(group, 1)           # [group * t, start + t]
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
+        o = o.view(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
+        return F.linear(o, layer["o"])
