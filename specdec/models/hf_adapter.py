@@ -25,7 +25,7 @@ class HFCache:
 
     def crop(self, length: int) -> None:
         if length < self.length:
-            self.inner.crop(length)
+            self.inner.crop(length - self.length)   # negative = drop that many (transformers 4.x and 5.x)
             self.length = length
 
     def keep(self, start: int, indices: Tensor | list[int]) -> None:
@@ -46,6 +46,9 @@ class HFRuntime:
         self.vocab_size = model.config.vocab_size
         self.num_layers = model.config.num_hidden_layers
         self.max_context = max_context
+        import inspect
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"   # renamed in transformers 5
 
     def new_cache(self, capacity: int) -> HFCache:
         return HFCache(capacity)
@@ -58,8 +61,10 @@ class HFRuntime:
         if tree_mask is not None:
             raise NotImplementedError("the transformers adapter scores chains only; use a native model for trees")
         t = input_ids.shape[1]
-        out = self.model(input_ids=input_ids.to(self.device), past_key_values=cache.inner, use_cache=True,
-                         output_hidden_states=bool(hidden_layers))
+        if cache.length + t > cache.capacity:
+            raise RuntimeError(f"context overflow: {cache.length + t} positions, cache capacity {cache.capacity}")
+        out = self.model(input_ids=input_ids.to(self.device), use_cache=True,
+                         output_hidden_states=bool(hidden_layers), **{self._cache_arg: cache.inner})
         cache.length += t
         result = ForwardOutput(logits=None)
         if logits == "all":

@@ -18,6 +18,8 @@ from specdec.models.runtime import ForwardOutput
 
 
 def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)   # one fused op; same math as below
     xf = x.float()
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
@@ -79,8 +81,9 @@ class LlamaRuntime:
         start = cache.length
         if positions is None:
             positions = torch.arange(start, start + t, device=self.device)
-        if start + t > self.max_context or int(positions.max()) >= self.max_context:
-            raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}")
+        if start + t > min(self.max_context, cache.capacity) or int(positions.max()) >= self.max_context:
+            raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}, "
+                               f"cache capacity {cache.capacity}")
         cos, sin = self.cos[positions], self.sin[positions]
         mask = self._attention_mask(start, t, tree_mask)
         x = F.embedding(input_ids, self.embed)                       # [batch, t, hidden]
@@ -114,11 +117,10 @@ class LlamaRuntime:
                    mask: Tensor | None) -> Tensor:
         c = self.config
         bsz, t, _ = x.shape
-        qkv = F.linear(x, layer["qkv"], layer.get("qkv_bias"))
-        q, k, v = qkv.split([c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim], -1)
-        q = apply_rope(q.view(bsz, t, c.num_heads, c.head_dim).transpose(1, 2), cos, sin)
-        k = apply_rope(k.view(bsz, t, c.num_kv_heads, c.head_dim).transpose(1, 2), cos, sin)
-        v = v.view(bsz, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        h, kvh = c.num_heads, c.num_kv_heads
+        qkv = F.linear(x, layer["qkv"], layer.get("qkv_bias")).view(bsz, t, h + 2 * kvh, c.head_dim).transpose(1, 2)
+        qk = apply_rope(qkv[:, :h + kvh], cos, sin)                  # q and k heads rotated together
+        q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kvh:]              # [batch, heads, t, head_dim]
         keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
         # Grouped-query attention without copying K/V: fold the query heads of each KV group into the rows.
         group = c.num_heads // c.num_kv_heads

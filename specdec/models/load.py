@@ -41,6 +41,8 @@ class LoadedModel:
         return self.tokenizer(prompt)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
+        if self.tokenizer is None:          # a model driven with raw token ids
+            return " ".join(map(str, ids))
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
