@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -99,11 +100,13 @@ def gguf_state_dict(reader, cfg: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def convert_gguf(path: Path, out_dir: Path) -> Path:
+def convert_gguf(path: Path, out_dir: Path, quiet: bool = False) -> Path:
     """Write config.json, model.safetensors and the tokenizer for `path` into out_dir (atomically)."""
     import transformers
     reader = _open(path)
     cfg = gguf_hf_config(reader, path)
+    if not quiet:
+        print(f"converting {path.name} to float weights (once) ...", file=sys.stderr, flush=True)
     try:
         state = gguf_state_dict(reader, cfg)
     except (ValueError, IndexError, KeyError) as e:

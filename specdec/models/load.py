@@ -64,6 +64,7 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", quiet:
     model_dir, source, info = _resolve(name, quiet)
     model = load_hf_dir(model_dir, dtype=DTYPES[dtype], device=dev, name=name)
     model.source, model.info = source, {**info, **model.info}
+    model.info["hf_dir"] = str(model_dir)    # the Hugging Face style directory the weights were read from
     model.load_seconds = time.perf_counter() - t0
     return model
 
@@ -101,10 +102,7 @@ def _converted(gguf_path: Path, digest: str, quiet: bool) -> Path:
     from specdec.models.gguf_convert import convert_gguf
     out = cache_root() / "converted" / digest
     if not (out / "model.safetensors").is_file():
-        if not quiet:
-            import sys
-            print(f"converting {gguf_path.name} to float weights (once) ...", file=sys.stderr, flush=True)
-        convert_gguf(gguf_path, out)
+        convert_gguf(gguf_path, out, quiet=quiet)
     return out
 
 
