@@ -9,11 +9,11 @@ import torch
 from specdec.config import SamplingParams
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError, ContextLengthError
-from specdec.verify import dispatch, logits_to_probs
+from specdec.verify import dispatch
 from specdec.types import VerifyResult
 from tests.test_drafters import NoiseDrafter, TargetGreedyDrafter
 from tests.tiny import tiny_target
-from tests.verify.helpers import tv_bound, tv_distance
+from tests.distribution import two_token_tv
 
 
 @pytest.fixture(scope="module")
@@ -52,27 +52,6 @@ def test_vanilla_stats(target):
     assert res.stats.mean_accepted_length == 1.0 and res.finish_reason == "length"
 
 
-def _exact_two_token_distribution(target, prompt, sampling):
-    """[vocab * vocab] exact probability of the first two generated tokens under `sampling`."""
-    rt, vocab = target.runtime, target.runtime.vocab_size
-    first = logits_to_probs(rt.forward(torch.tensor([prompt]), rt.new_cache(64)).logits[0, -1], sampling)
-    joint = torch.zeros(vocab, vocab)
-    for a in range(vocab):
-        logits = rt.forward(torch.tensor([prompt + [a]]), rt.new_cache(64)).logits[0, -1]
-        joint[a] = first[a] * logits_to_probs(logits, sampling)
-    return joint.flatten()
-
-
-def _empirical_tv(target, prompt, sampling, drafter_fn, trials):
-    samples = []
-    for i in range(trials):
-        s = SamplingParams(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=i)
-        ids = SpeculativeDecoder(target, drafter_fn(i)).generate(prompt, 2, s).token_ids
-        samples.append(ids[0] * target.runtime.vocab_size + ids[1])
-    exact = _exact_two_token_distribution(target, prompt, sampling)
-    return tv_distance(torch.tensor(samples), exact), tv_bound(exact.numel(), trials)
-
-
 @pytest.fixture(scope="module")
 def small_vocab_target():
     model, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
@@ -87,7 +66,7 @@ SAMPLING_CASES = [SamplingParams(temperature=1.0), SamplingParams(temperature=0.
 @pytest.mark.parametrize("branches,with_probs", [(1, True), (3, True), (2, False)], ids=["chain", "tree", "tree-det"])
 def test_sampling_keeps_the_target_distribution_of_two_tokens(small_vocab_target, sampling, branches, with_probs):
     trials = 2500
-    tv, bound = _empirical_tv(small_vocab_target, [0, 3, 2], sampling,
+    tv, bound = two_token_tv(small_vocab_target, [0, 3, 2], sampling,
                               lambda i: NoiseDrafter(6, 3, branches, with_probs, seed=i), trials)
     assert tv < bound, (tv, bound)
 
@@ -100,7 +79,7 @@ def test_a_wrong_verifier_fails_the_same_test(small_vocab_target, monkeypatch):
         return VerifyResult(draft.tokens.tolist() + [nxt], draft.size, path, nxt, True)
 
     monkeypatch.setitem(dispatch.VERIFY_RULES, "exact", accept_all)
-    tv, bound = _empirical_tv(small_vocab_target, [0, 3, 2], SAMPLING_CASES[0],
+    tv, bound = two_token_tv(small_vocab_target, [0, 3, 2], SAMPLING_CASES[0],
                               lambda i: NoiseDrafter(6, 3, 1, True, seed=i), 2500)
     assert tv > 1.5 * bound, (tv, bound)
 

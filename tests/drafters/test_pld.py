@@ -1,0 +1,85 @@
+"""Prompt lookup: the n-gram index against brute force, trie drafts, the length schedule, and the two
+end-to-end guarantees (greedy identical to vanilla, sampling keeps the target distribution)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from specdec.config import SamplingParams
+from specdec.drafters.pld import NgramIndex, PromptLookupDrafter, trie_draft
+from specdec.drafters.schedule import DraftLength
+from specdec.engine import SpeculativeDecoder
+from specdec.errors import ConfigError
+from tests.distribution import two_token_tv
+from tests.tiny import tiny_target
+
+
+def brute_force_lookup(tokens, max_ngram, min_ngram, max_matches):
+    for n in range(min(max_ngram, len(tokens)), min_ngram - 1, -1):
+        suffix = tokens[-n:]
+        starts = [j + n for j in range(len(tokens) - n) if tokens[j:j + n] == suffix]
+        if starts:
+            return n, starts[::-1][:max_matches]
+    return 0, []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60), st.integers(1, 4), st.integers(1, 30))
+def test_incremental_index_equals_brute_force(tokens, max_ngram, split):
+    index = NgramIndex(max_ngram, keep=100)
+    index.extend(tokens[:split])          # grown in two pieces, as during decoding
+    index.extend(tokens[split:])
+    assert index.lookup(3) == brute_force_lookup(tokens, max_ngram, 1, 3)
+
+
+def test_trie_merges_common_prefixes_and_respects_the_budget():
+    d = trie_draft([[5, 6, 7], [5, 6, 8], [9]], max_nodes=10)
+    assert d.tokens.tolist() == [5, 6, 7, 8, 9] and d.parents.tolist() == [-1, 0, 1, 1, -1]
+    assert trie_draft([[5, 6, 7], [9, 1]], max_nodes=4).size == 4
+
+
+def test_proposes_the_continuation_of_the_latest_match():
+    from specdec.drafters.base import DecodeState
+    drafter = PromptLookupDrafter(max_ngram=2, num_draft=3, adaptive=False)
+    prompt = [1, 2, 3, 4, 9, 1, 2, 7, 8, 5, 1, 2]
+    drafter.begin(prompt)
+    draft = drafter.propose(DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=10))
+    assert draft.tokens.tolist() == [7, 8, 5] and draft.is_chain     # "1 2" last seen before "7 8 5"
+
+
+def test_draft_length_schedule():
+    s = DraftLength(4, adaptive=True, maximum=8)
+    s.update(4, 4)
+    assert s.length == 6
+    s.update(1, 6)
+    assert s.length == 5
+    s.update(0, 0)                        # nothing proposed: unchanged
+    assert s.length == 5
+    fixed = DraftLength(4, adaptive=False)
+    fixed.update(4, 4)
+    assert fixed.length == 4
+    with pytest.raises(ConfigError):
+        DraftLength(0)
+
+
+@pytest.mark.parametrize("options", [{}, {"branches": 3}, {"num_draft": 2, "adaptive": False}])
+def test_greedy_equals_vanilla(options):
+    target, _ = tiny_target(vocab=12, layers=2, hidden=32, scale=3.0, seed=11)
+    vanilla = SpeculativeDecoder(target)
+    g = torch.Generator().manual_seed(0)
+    accepted = 0
+    for _ in range(8):
+        prompt = torch.randint(0, 12, (20,), generator=g).tolist()
+        spec = SpeculativeDecoder(target, PromptLookupDrafter(**options)).generate(prompt, 30)
+        assert spec.token_ids == vanilla.generate(prompt, 30).token_ids
+        accepted += spec.stats.emitted_tokens - spec.stats.target_forwards
+    assert accepted > 0                   # the drafts were really used, not all rejected
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=1.0), SamplingParams(temperature=0.8, top_p=0.9)])
+def test_sampling_keeps_the_target_distribution(sampling):
+    target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
+    prompt = [0, 3, 2, 0, 3, 2, 5, 0, 3]   # repeats, so lookup proposes trees of real continuations
+    tv, bound = two_token_tv(target, prompt, sampling, lambda i: PromptLookupDrafter(branches=2), 2500)
+    assert tv < bound, (tv, bound)
