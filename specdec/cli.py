@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("name", nargs="?")
 
     sub.add_parser("methods", help="list drafting methods and verification rules")
+
+    from specdec.commands.bench import add_bench_arguments
+    b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side")
+    _add_model_args(b)
+    _add_sampling_args(b)
+    add_bench_arguments(b)
     return parser
 
 
@@ -73,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "methods":
             from specdec.commands.models import run_methods
             return run_methods(args)
+        if args.command == "bench":
+            from specdec.commands.bench import run_bench_command
+            return run_bench_command(args, sys.argv[1:] if argv is None else list(argv))
     except SpecdecError as e:
         print(f"specdec: error: {e}", file=sys.stderr)
         return 2
