@@ -1,7 +1,7 @@
 """Native runtime for the Llama family (Llama, SmolLM2, Qwen2 / 2.5 with qkv bias, Mistral) in plain PyTorch.
 
 Weights use Hugging Face names; q/k/v and gate/up projections are fused at load time so a layer is five
-matrix multiplications. Attention runs over a preallocated `KVCache`; new tokens may carry arbitrary
+matrix multiplications (`specdec.models.linear.Linear`: prepacked for oneDNN on CPU). Attention runs over a preallocated `KVCache`; new tokens may carry arbitrary
 position ids and a mask among themselves, so a whole token tree is scored in one forward pass.
 """
 
@@ -13,6 +13,7 @@ from torch import Tensor
 
 from specdec.kv import KVCache
 from specdec.models.config import DecoderConfig
+from specdec.models.linear import Linear
 from specdec.models.rope import apply_rope, rope_tables
 from specdec.models.runtime import ForwardOutput
 
@@ -41,7 +42,8 @@ class LlamaRuntime:
         cast = lambda t: t.to(device=self.device, dtype=dtype).contiguous()  # noqa: E731
         self.embed = cast(state["model.embed_tokens.weight"])                 # [vocab, hidden]
         head = state.get("lm_head.weight")
-        self.lm_head = self.embed if head is None or config.tie_word_embeddings else cast(head)
+        tied = head is None or config.tie_word_embeddings
+        self.lm_head = Linear(self.embed if tied else cast(head))
         self.final_norm = cast(state["model.norm.weight"])
         self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
@@ -50,16 +52,16 @@ class LlamaRuntime:
     def _layer(self, state: dict[str, Tensor], i: int, cast) -> dict[str, Tensor]:
         p = f"model.layers.{i}."
         a = p + "self_attn."
+        proj = lambda w, b=None: Linear(cast(w), None if b is None else cast(b))  # noqa: E731
         layer = {
             "attn_norm": cast(state[p + "input_layernorm.weight"]),
-            "qkv": cast(torch.cat([state[a + n + "_proj.weight"] for n in "qkv"])),  # [(h + 2 kvh) * d, hidden]
-            "o": cast(state[a + "o_proj.weight"]),
+            "qkv": proj(torch.cat([state[a + n + "_proj.weight"] for n in "qkv"]),   # [(h + 2 kvh) * d, hidden]
+                        torch.cat([state[a + n + "_proj.bias"] for n in "qkv"]) if a + "q_proj.bias" in state else None),
+            "o": proj(state[a + "o_proj.weight"]),
             "mlp_norm": cast(state[p + "post_attention_layernorm.weight"]),
-            "gate_up": cast(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])),
-            "down": cast(state[p + "mlp.down_proj.weight"]),
+            "gate_up": proj(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])),
+            "down": proj(state[p + "mlp.down_proj.weight"]),
         }
-        if a + "q_proj.bias" in state:
-            layer["qkv_bias"] = cast(torch.cat([state[a + n + "_proj.bias"] for n in "qkv"]))
         return layer
 
     def new_cache(self, capacity: int) -> KVCache:
@@ -90,9 +92,9 @@ class LlamaRuntime:
         out = ForwardOutput(logits=None)
         for i, layer in enumerate(self.layers):
             x = x + self._attention(layer, _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), cache, i, cos, sin, mask)
-            h = F.linear(_rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer["gate_up"])
+            h = layer["gate_up"](_rms_norm(x, layer["mlp_norm"], c.rms_norm_eps))
             gate, up = h.chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, layer["down"])
+            x = x + layer["down"](F.silu(gate) * up)
             if i in hidden_layers:
                 out.hidden[i] = x
         cache.advance(t)
@@ -100,9 +102,9 @@ class LlamaRuntime:
         if -1 in hidden_layers:
             out.hidden[-1] = x
         if logits == "last":
-            out.logits = F.linear(x[:, -1:], self.lm_head)
+            out.logits = self.lm_head(x[:, -1:])
         elif logits == "all":
-            out.logits = F.linear(x, self.lm_head)                   # [batch, t, vocab]
+            out.logits = self.lm_head(x)                             # [batch, t, vocab]
         return out
 
     def _attention_mask(self, start: int, t: int, tree_mask: Tensor | None) -> Tensor | None:
@@ -118,7 +120,7 @@ class LlamaRuntime:
         c = self.config
         bsz, t, _ = x.shape
         h, kvh = c.num_heads, c.num_kv_heads
-        qkv = F.linear(x, layer["qkv"], layer.get("qkv_bias")).view(bsz, t, h + 2 * kvh, c.head_dim).transpose(1, 2)
+        qkv = layer["qkv"](x).view(bsz, t, h + 2 * kvh, c.head_dim).transpose(1, 2)
         qk = apply_rope(qkv[:, :h + kvh], cos, sin)                  # q and k heads rotated together
         q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kvh:]              # [batch, heads, t, head_dim]
         keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
@@ -128,4 +130,4 @@ class LlamaRuntime:
         m = None if mask is None else mask.repeat(group, 1)           # [group * t, start + t]
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
         o = o.view(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
-        return F.linear(o, layer["o"])
+        return layer["o"](o)
