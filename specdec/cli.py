@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list drafting methods and verification rules")
 
+    c = sub.add_parser("cost-curve", help="time to verify k tokens at a fixed context, native vs transformers")
+    _add_model_args(c)
+    c.add_argument("--context", type=int, default=512)
+    c.add_argument("--k", default="1,2,4,8,16", help="comma-separated token counts (default 1,2,4,8,16)")
+    c.add_argument("--repeats", type=int, default=15)
+    c.add_argument("--no-transformers", action="store_true", help="time the native runtime only")
+    c.add_argument("--out", default=None, help="also write the result as JSON to this file")
+
     from specdec.commands.bench import add_bench_arguments
     b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side")
     _add_model_args(b)
@@ -79,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "methods":
             from specdec.commands.models import run_methods
             return run_methods(args)
+        if args.command == "cost-curve":
+            from specdec.commands.bench import run_cost_curve
+            return run_cost_curve(args)
         if args.command == "bench":
             from specdec.commands.bench import run_bench_command
             return run_bench_command(args, sys.argv[1:] if argv is None else list(argv))

@@ -75,3 +75,27 @@ def run_bench_command(args, argv: list[str]) -> int:
     print(f"wrote {cfg.out}/results.jsonl, summary.json, summary.md, speedup_by_category.png, "
           f"acceptance_by_position.png", file=sys.stderr)
     return 0
+
+
+def run_cost_curve(args) -> int:
+    from specdec.bench.baselines import load_transformers
+    from specdec.bench.cost_curve import cost_table, verification_cost
+    from specdec.bench.machine import machine_info
+    from specdec.models.load import load_model
+    try:
+        ks = [int(k) for k in args.k.split(",")]
+    except ValueError:
+        raise ConfigError(f"--k {args.k!r} is malformed; accepted: comma-separated integers like 1,2,4,8") from None
+    if not ks or min(ks) < 1 or args.context < 1 or args.repeats < 1:
+        raise ConfigError("--k values, --context and --repeats must be >= 1")
+    target = load_model(args.model, dtype=args.dtype, device=args.device)
+    if args.context + max(ks) > target.runtime.max_context:
+        raise ConfigError(f"--context {args.context} + k {max(ks)} exceeds the model's window "
+                          f"{target.runtime.max_context}")
+    hf = None if args.no_transformers else load_transformers(target)
+    result = verification_cost(target.runtime, ks, args.context, args.repeats, hf)
+    result["machine"] = machine_info(args.dtype, args.device, sys.argv[1:])
+    print(cost_table(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0

@@ -63,14 +63,14 @@ def test_draft_length_schedule():
         DraftLength(0)
 
 
-@pytest.mark.parametrize("options", [{}, {"branches": 3}, {"num_draft": 2, "adaptive": False}])
+@pytest.mark.parametrize("options", [{}, {"min_ngram": 1, "branches": 3}, {"min_ngram": 1, "num_draft": 2, "adaptive": False}])
 def test_greedy_equals_vanilla(options):
     target, _ = tiny_target(vocab=12, layers=2, hidden=32, scale=3.0, seed=11)
     vanilla = SpeculativeDecoder(target)
     g = torch.Generator().manual_seed(0)
     accepted = 0
     for _ in range(8):
-        prompt = torch.randint(0, 12, (20,), generator=g).tolist()
+        prompt = torch.randint(0, 12, (20,), generator=g).tolist() * 2     # repeated, so long n-grams match
         spec = SpeculativeDecoder(target, PromptLookupDrafter(**options)).generate(prompt, 30)
         assert spec.token_ids == vanilla.generate(prompt, 30).token_ids
         accepted += spec.stats.emitted_tokens - spec.stats.target_forwards
@@ -81,5 +81,5 @@ def test_greedy_equals_vanilla(options):
 def test_sampling_keeps_the_target_distribution(sampling):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     prompt = [0, 3, 2, 0, 3, 2, 5, 0, 3]   # repeats, so lookup proposes trees of real continuations
-    tv, bound = two_token_tv(target, prompt, sampling, lambda i: PromptLookupDrafter(branches=2), 2500)
+    tv, bound = two_token_tv(target, prompt, sampling, lambda i: PromptLookupDrafter(min_ngram=1, branches=2), 2500)
     assert tv < bound, (tv, bound)
