@@ -41,7 +41,7 @@ def test_trie_merges_common_prefixes_and_respects_the_budget():
 
 def test_proposes_the_continuation_of_the_latest_match():
     from specdec.drafters.base import DecodeState
-    drafter = PromptLookupDrafter(max_ngram=2, num_draft=3, adaptive=False)
+    drafter = PromptLookupDrafter(max_ngram=2, min_ngram=1, num_draft=3, adaptive=False)
     prompt = [1, 2, 3, 4, 9, 1, 2, 7, 8, 5, 1, 2]
     drafter.begin(prompt)
     draft = drafter.propose(DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=10))
