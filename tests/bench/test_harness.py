@@ -121,10 +121,10 @@ def test_cli_end_to_end_with_method_option(files, tmp_path, capsys):
     model_dir, data = files
     out = tmp_path / "cli"
     code = main(["bench", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--quiet",
-                 "--methods", "pld", "--method-option", "pld:max_ngram=2", "--categories", "qa,multi_turn",
+                 "--methods", "pld", "--method-option", "pld:max_ngram=5", "--categories", "qa,multi_turn",
                  "--per-category", "1", "--max-new-tokens", "6", "--repeats", "2", "--warmup", "0"])
     assert code == 0, capsys.readouterr().err
     lines = _lines(out)
     assert len(lines) == 3 * 2 and all(r["repeats"] == 2 for r in lines)
     assert "| vanilla |" in capsys.readouterr().out
-    assert json.loads((out / "summary.json").read_text())["settings"]["method_options"] == {"pld": {"max_ngram": 2}}
+    assert json.loads((out / "summary.json").read_text())["settings"]["method_options"] == {"pld": {"max_ngram": 5}}
