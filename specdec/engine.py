@@ -62,7 +62,7 @@ class SpeculativeDecoder:
             t1 = time.perf_counter()
             room = capacity - cache.length - 1          # draft nodes that still fit after the root
             state = DecodeState(tokens, sampling, gen, max_depth=min(max_new_tokens - len(new) - 1, room),
-                                max_nodes=room, hidden=hidden)
+                                max_nodes=room, hidden=hidden, cache=cache)
             draft = self.drafter.propose(state)
             t2 = time.perf_counter()
             result, hidden = self._verify(draft, tokens[-1], cache, sampling, gen)

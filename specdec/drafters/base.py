@@ -20,6 +20,8 @@ class DecodeState:
     ``hidden``: target hidden states (layers the drafter asked for in ``hidden_layers``) at the positions
     committed by the last target pass, [k, hidden] each (the prompt after prefill; then the previous root and
     the accepted tokens). ``max_depth`` and ``max_nodes`` bound the draft (remaining tokens, cache room).
+    ``cache`` is the target's KV cache holding every committed token but the root; a self-speculative drafter
+    may run the target on it (e.g. with some layers skipped) but must leave ``cache.length`` as it found it.
     """
 
     tokens: list[int]
@@ -28,6 +30,7 @@ class DecodeState:
     max_depth: int
     max_nodes: int
     hidden: dict[int, Tensor] = field(default_factory=dict)
+    cache: object | None = None
 
 
 @runtime_checkable

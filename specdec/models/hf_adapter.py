@@ -56,8 +56,10 @@ class HFRuntime:
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: HFCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
-                hidden_layers: tuple[int, ...] = ()) -> ForwardOutput:
+                hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput:
         """input_ids [batch, t] after the cache; see specdec.models.runtime.DecoderRuntime."""
+        if layers is not None:
+            raise NotImplementedError("running a subset of layers needs the native runtime")
         if tree_mask is not None:
             raise NotImplementedError("the transformers adapter scores chains only; use a native model for trees")
         t = input_ids.shape[1]

@@ -71,12 +71,14 @@ class LlamaRuntime:
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
-                hidden_layers: tuple[int, ...] = ()) -> ForwardOutput:
+                hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput:
         """Score input_ids [batch, t] placed after the cache's `length` positions.
 
         positions [t]: position ids (default: length, length+1, ...). tree_mask [t, t] bool: which new tokens
         each new token may attend to (default: causal). logits: "all", "last" or "none". hidden_layers:
         layer indices whose output (residual stream) to return; -1 means the final normed hidden state.
+        layers: run only these layers (ascending; self-speculation); the others neither run nor write the cache,
+        so their cache slots for these positions are stale until a full pass overwrites them.
         """
         c = self.config
         bsz, t = input_ids.shape
@@ -90,7 +92,8 @@ class LlamaRuntime:
         mask = self._attention_mask(start, t, tree_mask)
         x = F.embedding(input_ids, self.embed)                       # [batch, t, hidden]
         out = ForwardOutput(logits=None)
-        for i, layer in enumerate(self.layers):
+        for i in range(len(self.layers)) if layers is None else layers:
+            layer = self.layers[i]
             x = x + self._attention(layer, _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), cache, i, cos, sin, mask)
             h = layer["gate_up"](_rms_norm(x, layer["mlp_norm"], c.rms_norm_eps))
             gate, up = h.chunk(2, dim=-1)

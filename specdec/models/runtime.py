@@ -26,7 +26,8 @@ class Cache(Protocol):
 class DecoderRuntime(Protocol):
     """A causal LM that scores new tokens against a cache.
 
-    ``supports_tree`` says whether ``forward`` honours ``positions`` and ``tree_mask`` (token trees in one pass).
+    ``supports_tree`` says whether ``forward`` honours ``positions`` and ``tree_mask`` (token trees in one pass);
+    ``layers`` (a subset of layers to run, for self-speculation) is honoured by the native runtime only.
     """
 
     vocab_size: int
@@ -40,4 +41,4 @@ class DecoderRuntime(Protocol):
 
     def forward(self, input_ids: Tensor, cache: Cache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
-                hidden_layers: tuple[int, ...] = ()) -> ForwardOutput: ...
+                hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput: ...
