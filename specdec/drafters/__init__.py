@@ -29,7 +29,11 @@ register("vanilla", "no drafter: one target forward per token (the baseline)")(l
 
 
 def _load_builtin() -> None:
-    from specdec.drafters import pld  # noqa: F401  (registers itself)
+    """Import every method module in this package; each registers itself with @register."""
+    import pkgutil
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in ("base", "schedule"):
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 def method_names() -> list[str]:
