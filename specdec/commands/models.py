@@ -12,18 +12,18 @@ def run_models(args) -> int:
     if args.action == "pull":
         if args.name not in REGISTRY:
             raise ModelNotFoundError(f"unknown registry model {args.name!r}; accepted: {', '.join(sorted(REGISTRY))}")
-        path = pull(REGISTRY[args.name])
+        path = pull(REGISTRY[args.name], recheck=True)
         print(f"{args.name}: {path} (sha256 verified)")
         return 0
     print(f"cache: {cache_root()}  (set SPECDEC_CACHE to move it)")
     for e in REGISTRY.values():
         state = "cached" if is_cached(e) else "not cached"
         default = " (default)" if e.default else ""
-        print(f"{e.name:16s} {state:11s} {e.size / 1e6:8.1f} MB  {e.license:11s} {e.description}{default}")
+        print(f"{e.name:19s} {state:11s} {e.size / 1e6:8.1f} MB  {e.license:11s} {e.description}{default}")
         if e.note:
-            print(f"{'':16s} {e.note}")
+            print(f"{'':19s} {e.note}")
         if is_cached(e):
-            print(f"{'':16s} {cached_path(e)}")
+            print(f"{'':19s} {cached_path(e)}")
     return 0
 
 

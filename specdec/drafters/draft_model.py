@@ -1,0 +1,149 @@
+"""An independent draft model that shares the target's tokenizer (Leviathan et al. 2023; Chen et al. 2023).
+
+The draft model keeps its own KV cache over the committed tokens. Each step it rolls back to the longest
+prefix it shares with the committed tokens, catches up on the new ones, then drafts: a chain (sampled from
+its distribution, so sampling stays exact with draft_probs) or, with ``branches > 1``, a tree grown level by
+level from the top-``branches`` children of the best ``width`` nodes by cumulative draft probability, all
+nodes of a level scored in one tree-masked pass (deterministic top-k children: draft_probs None).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from specdec.drafters import register
+from specdec.drafters.base import DecodeState
+from specdec.drafters.schedule import DraftLength
+from specdec.errors import ConfigError
+from specdec.tree import tree_inputs
+from specdec.types import Draft, VerifyResult
+from specdec.verify import logits_to_probs
+
+
+def check_same_vocabulary(target, draft) -> None:
+    """The draft must tokenize exactly like the target, or its proposals mean different text."""
+    if target.tokenizer is None or draft.tokenizer is None:
+        same = target.runtime.vocab_size == draft.runtime.vocab_size
+    else:
+        same = target.tokenizer.get_vocab() == draft.tokenizer.get_vocab()
+    if not same:
+        raise ConfigError(f"draft model {draft.name!r} does not share the tokenizer of target {target.name!r}; "
+                          f"accepted: a draft model with the identical vocabulary (e.g. a smaller model of the "
+                          f"same family)")
+
+
+class DraftModelDrafter:
+    hidden_layers: tuple[int, ...] = ()
+
+    def __init__(self, draft, *, num_draft: int = 4, adaptive: bool = True, branches: int = 1, width: int = 4,
+                 max_draft: int = 12, target_vocab: int | None = None):
+        if branches < 1 or width < 1:
+            raise ConfigError(f"branches={branches}, width={width}; accepted: integers >= 1")
+        if branches > 1 and not draft.runtime.supports_tree:
+            raise ConfigError("tree drafting (branches > 1) needs a native draft model; use branches=1")
+        self.model, self.rt = draft, draft.runtime
+        self.branches, self.width = branches, width
+        self.vocab = target_vocab or self.rt.vocab_size
+        self.schedule = DraftLength(num_draft, adaptive, maximum=max(max_draft, num_draft))
+        self.cache, self.cached = None, []       # cached: the tokens whose KV the draft cache holds
+        self._depth = 0
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        self.cache, self.cached = None, []
+
+    def _logits(self, logits: Tensor) -> Tensor:       # [..., draft vocab] -> [..., target vocab]
+        if logits.shape[-1] == self.vocab:
+            return logits.float()
+        if logits.shape[-1] > self.vocab:
+            return logits[..., :self.vocab].float()
+        pad = logits.new_full((*logits.shape[:-1], self.vocab - logits.shape[-1]), float("-inf"))
+        return torch.cat([logits.float(), pad], dim=-1)
+
+    def _catch_up(self, tokens: list[int], room: int) -> Tensor:
+        """Bring the draft cache to `tokens`; return the draft logits after the last one [vocab]."""
+        if self.cache is None:
+            self.cache = self.rt.new_cache(min(self.rt.max_context, len(tokens) + room + 2))
+        common = 0
+        for a, b in zip(self.cached, tokens[:-1]):       # keep at least the root to recompute its logits
+            if a != b:
+                break
+            common += 1
+        self.cache.crop(common)
+        new = tokens[common:]
+        out = self.rt.forward(torch.tensor([new], device=self.rt.device), self.cache, logits="last")
+        self.cached = list(tokens)
+        return self._logits(out.logits[0, -1])
+
+    def propose(self, state: DecodeState) -> Draft:
+        depth = min(self.schedule.length, state.max_depth, state.max_nodes)
+        if depth <= 0:
+            self._depth = 0
+            return Draft.chain(torch.zeros(0, dtype=torch.long))
+        logits = self._catch_up(state.tokens, room=state.max_nodes + 1)   # the whole request fits from the start
+        draft = self._chain(logits, depth, state) if self.branches == 1 else self._tree(logits, depth, state)
+        self.cache.crop(len(self.cached))                # forget draft positions; the root stays cached
+        self._depth = int(draft.depths().max()) if draft.size else 0
+        return draft
+
+    def _chain(self, logits: Tensor, depth: int, state: DecodeState) -> Draft:
+        tokens, probs = [], []
+        for i in range(depth):
+            p = logits_to_probs(logits, state.sampling)                    # [vocab]
+            tok = int(p.argmax()) if state.sampling.greedy else int(torch.multinomial(p, 1, generator=state.generator))
+            tokens.append(tok)
+            probs.append(p)
+            if i + 1 < depth:
+                out = self.rt.forward(torch.tensor([[tok]], device=self.rt.device), self.cache, logits="last")
+                logits = self._logits(out.logits[0, -1])
+        draft_probs = None if state.sampling.greedy else torch.stack(probs)
+        return Draft.chain(torch.tensor(tokens, dtype=torch.long), draft_probs)
+
+    def _tree(self, logits: Tensor, depth: int, state: DecodeState) -> Draft:
+        tokens, parents, scores = [], [], []             # scores: cumulative log prob of each node
+        frontier = [(-1, 0.0, logits)]                  # (node, score, draft logits after it)
+        start = self.cache.length
+        for level in range(depth):
+            cands = []
+            for node, score, lg in frontier:
+                logp = torch.log_softmax(lg, -1)
+                top = torch.topk(logp, self.branches)
+                cands += [(score + float(v), node, int(t)) for v, t in zip(top.values, top.indices)]
+            cands.sort(key=lambda c: -c[0])
+            room = state.max_nodes - len(tokens)
+            chosen = cands[:min(self.width, room)]
+            if not chosen:
+                break
+            first = len(tokens)
+            for score, parent, tok in chosen:
+                tokens.append(tok)
+                parents.append(parent)
+                scores.append(score)
+            if level + 1 == depth:
+                break
+            frontier = self._score_level(tokens, parents, first, start, scores)
+        return Draft(torch.tensor(tokens, dtype=torch.long), torch.tensor(parents, dtype=torch.long))
+
+    def _score_level(self, tokens, parents, first: int, start: int, scores) -> list:
+        """Run the nodes first.. (one level) through the draft model against all earlier nodes."""
+        self.cache.crop(start)
+        mask, positions = tree_inputs(torch.tensor(parents), start - 1)
+        rows = slice(1, len(tokens) + 1)                 # drop the root row: it is already in the cache
+        out = self.rt.forward(torch.tensor([tokens], device=self.rt.device), self.cache,
+                              positions=positions[rows].to(self.rt.device), tree_mask=mask[rows, rows])
+        logits = self._logits(out.logits[0])
+        return [(i, scores[i], logits[i]) for i in range(first, len(tokens))]
+
+    def on_accept(self, result: VerifyResult) -> None:
+        self.schedule.update(result.n_accepted, self._depth)
+
+
+@register("draft", "an independent draft model with the target's tokenizer (-o model=NAME), chains or trees")
+def make_draft(target, model: str | None = None, dtype: str = "float32", **options) -> DraftModelDrafter:
+    if model is None:
+        raise ConfigError("method 'draft' needs a draft model: -o model=NAME (a registry name, .gguf file, "
+                          "Hugging Face directory or hub id) with the target's tokenizer")
+    from specdec.models.load import load_model
+    draft = load_model(model, dtype=dtype, device=str(target.runtime.device), quiet=True)
+    check_same_vocabulary(target, draft)
+    return DraftModelDrafter(draft, target_vocab=target.runtime.vocab_size, **options)
