@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(b)
     _add_sampling_args(b)
     add_bench_arguments(b)
+
+    from specdec.commands.datastore import add_datastore_arguments
+    d = sub.add_parser("datastore", help="build a retrieval datastore (a tokenized, indexed corpus) for --method rest")
+    add_datastore_arguments(d)
     return parser
 
 
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from specdec.commands.bench import run_bench_command
             return run_bench_command(args, sys.argv[1:] if argv is None else list(argv))
+        if args.command == "datastore":
+            from specdec.commands.datastore import run_datastore
+            return run_datastore(args)
     except SpecdecError as e:
         print(f"specdec: error: {e}", file=sys.stderr)
         return 2

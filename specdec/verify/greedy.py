@@ -8,7 +8,6 @@ children. The emitted tokens are exactly what vanilla greedy decoding of the tar
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from specdec.types import Draft, VerifyResult

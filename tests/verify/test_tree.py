@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from specdec.config import SamplingParams
 from specdec.types import Draft
-from specdec.verify import sample, verify_tree_sampling, verify_tree_sampling_batched
+from specdec.verify import verify_tree_sampling, verify_tree_sampling_batched
 from specdec.verify import tree as tree_module
 from specdec.verify.reference import exact_first_token_distribution, ref_tree_sampling
 from specdec.verify.tree import verify_tree_sampling_batched_from_uniforms, verify_tree_sampling_from_uniforms
