@@ -76,8 +76,31 @@ def vanilla_outputs(target):
     return {p: vanilla.generate(target.encode(p), 48).token_ids for p in spec_bench_prompts(1)}
 
 
-@pytest.mark.parametrize("method,options", [("pld", {}), ("pld", {"branches": 3})])
-def test_speculative_greedy_equals_vanilla_on_spec_bench(target, vanilla_outputs, method, options):
+@pytest.fixture(scope="module")
+def rest_datastore(target, tmp_path_factory):
+    """A small datastore from text the test writes (its content matters for speed, not for correctness)."""
+    from specdec.datastore.corpus import tokenize_documents
+    from specdec.datastore.store import build_datastore, save_datastore
+    docs = ["The capital of France is Paris. Paris is known for the Eiffel Tower and the Louvre museum.",
+            "To solve the equation, first subtract 3 from both sides, then divide both sides by 2.",
+            "Here is a summary of the article: the company reported higher profits this quarter."] * 5
+    store = build_datastore(tokenize_documents(target.tokenizer, docs), separator=min(target.eos_token_ids),
+                            vocab_size=target.runtime.vocab_size)
+    out = tmp_path_factory.mktemp("rest") / "ds"
+    save_datastore(store, out)
+    return str(out)
+
+
+METHODS = [("pld", {}), ("pld", {"branches": 3}), ("rest", {}), ("draft", {"model": "smollm2-135m", "num_draft": 3}),
+           ("draft", {"model": "smollm2-135m", "branches": 2, "width": 3, "num_draft": 3}),
+           ("layerskip", {"skip": [13, 14, 15, 17], "force": True})]
+
+
+@pytest.mark.parametrize("method,options", METHODS,
+                         ids=["pld", "pld-tree", "rest", "draft", "draft-tree", "layerskip"])
+def test_speculative_greedy_equals_vanilla_on_spec_bench(target, vanilla_outputs, rest_datastore, method, options):
+    if method == "rest":
+        options = {**options, "datastore": rest_datastore}
     spec = SpeculativeDecoder(target, make_drafter(method, target, options))
     for prompt, expected in vanilla_outputs.items():
         assert spec.generate(target.encode(prompt), 48).token_ids == expected, prompt[:60]
