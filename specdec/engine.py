@@ -5,6 +5,8 @@ Invariant: the cache holds every committed token except the last one, the *root*
 logits row 0 is its distribution after the root and row i+1 its distribution after draft node i. The verifier
 keeps a root path and adds one recovered/bonus token; the cache keeps the root and the accepted nodes
 (moved into contiguous slots) and the new token becomes the root. Vanilla decoding is the empty draft.
+A draft's trailing *scratch* nodes are scored in the same pass but never verified or kept; the drafter gets
+the target's argmax after each of them.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class SpeculativeDecoder:
                                 and not sampling.greedy, prompt_ids)
 
     def _verify(self, draft: Draft, root: int, cache, sampling, gen) -> tuple[VerifyResult, dict]:
-        """One target pass over [root, draft]; keep the root and the accepted path in the cache."""
+        """One target pass over [root, draft]; keep the root and the accepted path in the cache (scratch rows
+        are dropped: the verifier sees only the other nodes, the drafter the argmax at scratch rows)."""
         rt, start = self.target.runtime, cache.length
         ids = torch.cat([torch.tensor([root]), draft.tokens.cpu()]).unsqueeze(0).to(rt.device)
         if draft.is_chain:
@@ -91,7 +94,10 @@ class SpeculativeDecoder:
             mask, positions = tree_inputs(draft.parents, start)
             out = rt.forward(ids, cache, positions=positions.to(rt.device), tree_mask=mask,
                              hidden_layers=self.drafter.hidden_layers)
-        result = verify_draft(draft, out.logits[0].float(), sampling, gen, self.rule)
+        logits, m = out.logits[0].float(), draft.size - draft.n_scratch    # [n+1, vocab]; verifiable nodes
+        result = verify_draft(draft.verifiable(), logits[:m + 1], sampling, gen, self.rule)
+        if draft.n_scratch:
+            result.scratch_argmax = logits[m + 1:].argmax(-1).cpu()
         keep = [0] + [i + 1 for i in result.accepted_path]
         cache.keep(start, keep)
         rows = torch.tensor(keep, device=rt.device)
@@ -128,6 +134,8 @@ class SpeculativeDecoder:
 
 def _count(stats: GenerationStats, draft: Draft, result: VerifyResult) -> None:
     stats.target_forwards += 1
+    stats.scratch_tokens += draft.n_scratch
+    draft = draft.verifiable()
     stats.draft_tokens += draft.size
     stats.emitted_tokens += result.n_accepted + 1
     depth = result.n_accepted

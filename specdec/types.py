@@ -24,11 +24,17 @@ class Draft:
     the target) from which node i was drawn, i.e. the distribution at i's parent; siblings share it and are
     distinct draws *without replacement* in sibling order. ``None`` means a deterministic drafter (n-gram,
     retrieval, top-k expansion): each node is treated as a one-hot proposal.
+
+    The last ``n_scratch`` nodes are *scratch*: scored in the same target pass (same tree mask and positions
+    as any node) but never verified, accepted or kept; the engine hands the drafter the target's argmax after
+    each of them (``VerifyResult.scratch_argmax``). Being last, they can only have scratch descendants.
+    ``draft_probs`` covers the other nodes only.
     """
 
     tokens: Tensor                      # [n] int64
     parents: Tensor                     # [n] int64, -1 = child of the root
-    draft_probs: Tensor | None = None   # [n, vocab] float32 or None
+    draft_probs: Tensor | None = None   # [n - n_scratch, vocab] float32 or None
+    n_scratch: int = 0                  # trailing nodes scored but never verified
 
     @staticmethod
     def chain(tokens: Tensor, draft_probs: Tensor | None = None) -> "Draft":
@@ -40,6 +46,16 @@ class Draft:
     @property
     def size(self) -> int:
         return int(self.tokens.shape[0])
+
+    def verifiable(self) -> Draft:
+        """The draft without its scratch nodes: what the verifier sees."""
+        if not 0 <= self.n_scratch <= self.size:
+            raise ValueError(f"n_scratch = {self.n_scratch} is invalid for a draft of {self.size} nodes; "
+                             f"accepted: 0 to {self.size}.")
+        if not self.n_scratch:
+            return self
+        m = self.size - self.n_scratch
+        return Draft(tokens=self.tokens[:m], parents=self.parents[:m], draft_probs=self.draft_probs)
 
     @property
     def is_chain(self) -> bool:
@@ -66,6 +82,7 @@ class VerifyResult:
     accepted_path: list[int]
     next_token: int                     # the recovered (after a rejection) or bonus (all accepted) token
     bonus: bool                         # True if next_token is a bonus token (whole path down to a leaf kept)
+    scratch_argmax: Tensor | None = None  # [n_scratch] int64: the target's argmax after each scratch node
 
 
 @dataclass
@@ -81,7 +98,8 @@ class GenerationStats:
     seconds: float = 0.0
     accepted_per_depth: list[int] = field(default_factory=list)   # accepted draft tokens at depth d+1
     reached_per_depth: list[int] = field(default_factory=list)    # steps whose draft reached depth d+1
-    draft_tokens: int = 0               # draft tokens proposed in total
+    draft_tokens: int = 0               # draft tokens proposed in total (scratch nodes not included)
+    scratch_tokens: int = 0             # scratch nodes scored in total (never verified)
     emitted_tokens: int = 0             # sum over steps of n_accepted + 1 (before truncation at a stop)
 
     @property
@@ -106,5 +124,5 @@ class GenerationStats:
             "tokens_per_s": self.tokens_per_s, "mean_accepted_length": self.mean_accepted_length,
             "acceptance_per_depth": self.acceptance_per_depth, "draft_seconds": self.draft_seconds,
             "verify_seconds": self.verify_seconds, "draft_tokens": self.draft_tokens,
-            "emitted_tokens": self.emitted_tokens,
+            "scratch_tokens": self.scratch_tokens, "emitted_tokens": self.emitted_tokens,
         }
