@@ -1,4 +1,5 @@
-"""`specdec generate | models` — argument parsing and printing only; the work happens in the library."""
+"""`specdec generate | models | methods | bench | cost-curve | datastore | train`: argument parsing and printing
+only; the work happens in the library."""
 
 from __future__ import annotations
 
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     from specdec.commands.datastore import add_datastore_arguments
     d = sub.add_parser("datastore", help="build a retrieval datastore (a tokenized, indexed corpus) for --method rest")
     add_datastore_arguments(d)
+
+    from specdec.commands.train import add_train_arguments
+    t = sub.add_parser("train", help="train an eagle, medusa or distilled drafter for a target")
+    add_train_arguments(t)
     return parser
 
 
@@ -97,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from specdec.commands.bench import run_bench_command
             return run_bench_command(args, sys.argv[1:] if argv is None else list(argv))
+        if args.command == "train":
+            from specdec.commands.train import run_train
+            return run_train(args)
         if args.command == "datastore":
             from specdec.commands.datastore import run_datastore
             return run_datastore(args)

@@ -1,0 +1,59 @@
+"""`specdec train {eagle,medusa,distilled}`: train a drafter for a target on instruction data."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_train_arguments(p) -> None:
+    p.add_argument("kind", choices=["eagle", "medusa", "distilled"])
+    p.add_argument("--target", default="smollm2-135m", help="the target model (registry name, .gguf, HF dir)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="training data files or folders (formats: see specdec/train/prompts.py)")
+    p.add_argument("--out", required=True, help="directory for the trained drafter (and its resumable run)")
+    p.add_argument("--work-dir", default=None,
+                   help="cache of the target's responses and features (default: under the specdec cache)")
+    p.add_argument("--per-group", type=int, default=400, help="prompts per task group (default 400)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="length of the target's own responses")
+    p.add_argument("--draft-vocab", type=int, default=8192, help="tokens the drafter can propose (default 8192)")
+    p.add_argument("--heads", type=int, default=4, help="medusa: number of heads")
+    p.add_argument("--layers", type=int, default=2, help="distilled: number of layers")
+    p.add_argument("--unroll", type=int, default=3, help="eagle: training-time-test steps")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch")
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--eval-prompts", type=int, default=3, help="held-out prompts decoded at the end")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default="cpu")
+
+
+def run_train(args) -> int:
+    from specdec.errors import ConfigError
+    from specdec.models.load import load_model
+    from specdec.train.loop import LoopConfig
+    from specdec.train.pipeline import TrainSettings, build_records, train_drafter
+
+    for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; accepted: an integer >= 1")
+    target = load_model(args.target, dtype=args.dtype, device=args.device)
+    loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
+                      checkpoint_every=args.checkpoint_every, seed=args.seed)
+    loop.check()
+    settings = TrainSettings(per_group=args.per_group, max_new_tokens=args.max_new_tokens,
+                             draft_vocab=args.draft_vocab, heads=args.heads, layers=args.layers, unroll=args.unroll,
+                             eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
+                             work_dir=Path(args.work_dir) if args.work_dir else None)
+    records = build_records(target, args.data, settings)
+    command = "specdec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = train_drafter(args.kind, target, records, args.out, settings, command=command)
+    print(json.dumps(summary.get("decode_eval", summary)), file=sys.stderr)
+    print(f"trained {args.kind} drafter written to {args.out}; use it with "
+          f"`specdec generate --model {args.target} --method {args.kind} -o drafter={args.out}`", file=sys.stderr)
+    return 0

@@ -1,0 +1,134 @@
+"""EAGLE drafting with dynamic trees (EAGLE-2, Li et al. 2024).
+
+The feature head (specdec/heads/eagle.py) keeps its own one-layer KV cache over the committed positions. Each
+step it first appends the features the target just produced (paired with the tokens that follow them), then
+grows a tree: level by level, the `topk` nodes with the highest cumulative draft log-probability are run
+through the head together (tree-masked) and each proposes its `topk` best children; finally the `nodes` best
+nodes of all levels form the draft (a child never scores above its parent, so the set is closed under
+ancestors). Children are deterministic top-k picks, so the draft carries no draft_probs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from specdec.drafters import register
+from specdec.drafters.base import DecodeState
+from specdec.drafters.trained import resolve
+from specdec.errors import ConfigError
+from specdec.heads.eagle import EagleNet
+from specdec.heads.layer import LayerShape
+from specdec.kv import KVCache
+from specdec.types import Draft, VerifyResult
+
+
+class EagleDrafter:
+    hidden_layers: tuple[int, ...] = (-1,)
+
+    def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16):
+        for name, v in (("depth", depth), ("topk", topk), ("nodes", nodes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"eagle option {name}={v!r} is invalid; accepted: an integer >= 1")
+        self.net, self.embed = net.eval(), embed           # embed: the target's [vocab, hidden]
+        self.depth, self.topk, self.nodes = depth, topk, nodes
+        self.cache: KVCache | None = None
+        self.entries = 0                                   # committed positions the head's cache holds
+        self.last: Tensor | None = None                    # [hidden] predicted feature at the root
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        self.cache, self.entries, self.last = None, 0, None
+
+    @torch.inference_mode()
+    def propose(self, state: DecodeState) -> Draft:
+        self._catch_up(state)
+        budget = min(self.nodes, state.max_nodes)
+        depth = min(self.depth, state.max_depth)
+        if budget <= 0 or depth <= 0 or self.last is None:
+            return Draft.chain(torch.zeros(0, dtype=torch.long))
+        tokens, parents, scores = self._grow(depth, budget)
+        self.cache.crop(self.entries)
+        return _select(tokens, parents, scores, budget)
+
+    def _catch_up(self, state: DecodeState) -> None:
+        """Append entries (f_p, e(x_{p+1})) for the positions the target just committed."""
+        feats = state.hidden.get(-1)
+        if feats is None or feats.shape[0] == 0:
+            return
+        s = self.net.shape
+        if self.cache is None:
+            cap = min(s.max_context, len(state.tokens) + state.max_nodes + self.depth * self.topk + 2)
+            self.cache = KVCache(1, s.kv_heads, s.head_dim, cap, dtype=feats.dtype, device=feats.device)
+        k = feats.shape[0]
+        nxt = torch.tensor(state.tokens[self.entries + 1:self.entries + k + 1], device=feats.device)
+        positions = torch.arange(self.entries, self.entries + k, device=feats.device)
+        g = self.net(feats.unsqueeze(0), self.embed[nxt].unsqueeze(0), positions, cache=self.cache)
+        self.entries += k
+        self.last = g[0, -1]
+
+    def _grow(self, depth: int, budget: int) -> tuple[list[int], list[int], list[float]]:
+        tokens: list[int] = []
+        parents: list[int] = []
+        scores: list[float] = []                 # cumulative draft log-probability of each node
+        self._rows: dict[int, list[int]] = {}    # expanded node -> draft-entry slots of its path (own last)
+        frontier = [(-1, 0.0, self.last)]        # (node, score, predicted feature after the node)
+        for level in range(depth):
+            first = len(tokens)
+            for node, score, g in frontier:
+                logp = torch.log_softmax(self.net.logits(g).float(), -1)
+                top = torch.topk(logp, min(self.topk, logp.shape[-1]))
+                for v, t in zip(top.values.tolist(), self.net.token_ids[top.indices].tolist()):
+                    tokens.append(t)
+                    parents.append(node)
+                    scores.append(score + v)
+            if level + 1 == depth:
+                break
+            beam = sorted(range(first, len(tokens)), key=lambda i: -scores[i])[:self.topk]
+            frontier = self._expand(beam, tokens, parents, scores, {n: g for n, _, g in frontier})
+        return tokens, parents, scores
+
+    def _expand(self, beam: list[int], tokens, parents, scores, feature_of: dict) -> list:
+        """Run the beam nodes through the head as one tree-masked batch; return their (node, score, g)."""
+        before = self.cache.length - self.entries            # draft entries already in the cache
+        rows = []
+        for i, node in enumerate(beam):
+            rows.append(self._rows.get(parents[node], []) + [before + i])
+            self._rows[node] = rows[-1]
+        mask = torch.zeros(len(beam), self.cache.length + len(beam), dtype=torch.bool)
+        mask[:, :self.entries] = True                          # every committed position
+        for i, r in enumerate(rows):
+            mask[i, [self.entries + j for j in r]] = True      # the node's own path
+        positions = torch.tensor([self.entries + len(r) - 1 for r in rows])
+        feats = torch.stack([feature_of[parents[n]] for n in beam]).unsqueeze(0)
+        embeds = self.embed[torch.tensor([tokens[n] for n in beam])].unsqueeze(0)
+        g = self.net(feats, embeds, positions.to(feats.device), cache=self.cache, mask=mask.to(feats.device))
+        return [(n, scores[n], g[0, i]) for i, n in enumerate(beam)]
+
+    def on_accept(self, result: VerifyResult) -> None:
+        pass
+
+
+def _select(tokens: list[int], parents: list[int], scores: list[float], budget: int) -> Draft:
+    """The `budget` best nodes (ancestor-closed: ties keep creation order, parents come first), reindexed."""
+    order = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:budget]
+    keep = sorted(order)
+    new_index = {old: new for new, old in enumerate(keep)}
+    new_parents = [new_index.get(parents[i], -1) if parents[i] >= 0 else -1 for i in keep]
+    assert all(parents[i] < 0 or parents[i] in new_index for i in keep)
+    return Draft(torch.tensor([tokens[i] for i in keep], dtype=torch.long),
+                 torch.tensor(new_parents, dtype=torch.long))
+
+
+def build_eagle(config: dict, state: dict, dtype: torch.dtype = torch.float32) -> EagleNet:
+    net = EagleNet(LayerShape(**config["shape"]), config["draft_vocab"])
+    net.load_state_dict(state)
+    return net.to(dtype)
+
+
+@register("eagle", "EAGLE-2 feature head with dynamic draft trees (-o drafter=DIR; shipped for smollm2-135m)")
+def make_eagle(target, drafter: str | None = None, **options) -> EagleDrafter:
+    config, state, _ = resolve(target, "eagle", drafter)
+    net = build_eagle(config, state, target.runtime.dtype).to(target.runtime.device)
+    defaults = dict(config.get("decode_defaults", {}))
+    defaults.update(options)
+    return EagleDrafter(net, target.runtime.embed, **defaults)

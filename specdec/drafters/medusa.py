@@ -1,0 +1,87 @@
+"""Medusa drafting (Cai et al. 2024): K heads on the target's last feature propose depths 1..K at once, arranged
+in a static candidate tree.
+
+The tree is a set of paths of candidate ranks, e.g. (0, 1) = head 1's best token, then head 2's second best.
+It is chosen from the heads' measured top-k accuracies on held-out data (stored with the trained heads): a
+path's value is the product of its ranks' accuracies, and the `nodes` most valuable paths form the tree (a
+path never beats its prefix, so the set is closed under prefixes). Candidates are deterministic top-k picks.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import torch
+
+from specdec.drafters import register
+from specdec.drafters.base import DecodeState
+from specdec.drafters.trained import resolve
+from specdec.errors import ConfigError
+from specdec.heads.medusa import MedusaNet
+from specdec.types import Draft, VerifyResult
+
+
+def tree_from_accuracies(accuracy: list[list[float]], nodes: int) -> list[tuple[int, ...]]:
+    """The `nodes` paths of highest product accuracy; accuracy[k][r] = P(head k+1's rank-r token is right).
+    Returned in order of selection (every prefix before its extensions)."""
+    heads, ranks = len(accuracy), len(accuracy[0]) if accuracy else 0
+    heap = [(-accuracy[0][r], (r,)) for r in range(ranks)] if heads else []
+    heapq.heapify(heap)
+    paths: list[tuple[int, ...]] = []
+    while heap and len(paths) < nodes:
+        neg, path = heapq.heappop(heap)
+        paths.append(path)
+        if len(path) < heads:
+            for r in range(ranks):
+                heapq.heappush(heap, (neg * accuracy[len(path)][r], path + (r,)))
+    return paths
+
+
+class MedusaDrafter:
+    hidden_layers: tuple[int, ...] = (-1,)
+
+    def __init__(self, net: MedusaNet, paths: list[tuple[int, ...]]):
+        if not paths:
+            raise ConfigError("medusa tree is empty; accepted: nodes >= 1")
+        self.net = net.eval()
+        self.paths = paths
+        index = {p: i for i, p in enumerate(paths)}
+        self.parents = torch.tensor([index[p[:-1]] if len(p) > 1 else -1 for p in paths], dtype=torch.long)
+        self.depth_of = torch.tensor([len(p) - 1 for p in paths])          # head index of each node
+        self.rank_of = torch.tensor([p[-1] for p in paths])
+        self.max_rank = int(self.rank_of.max()) + 1
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        pass
+
+    @torch.inference_mode()
+    def propose(self, state: DecodeState) -> Draft:
+        feats = state.hidden.get(-1)
+        n = min(len(self.paths), state.max_nodes)
+        if feats is None or feats.shape[0] == 0 or n <= 0 or state.max_depth <= 0:
+            return Draft.chain(torch.zeros(0, dtype=torch.long))
+        logits = self.net(feats[-1])                                          # [heads, draft vocab]
+        top = torch.topk(logits, self.max_rank, dim=-1).indices               # [heads, max rank]
+        tokens = self.net.token_ids[top[self.depth_of, self.rank_of]].cpu()
+        keep = (self.depth_of < state.max_depth)[:n]                          # prefix-closed: paths sorted
+        idx = keep.nonzero().flatten()
+        return Draft(tokens[idx], self.parents[idx])
+
+    def on_accept(self, result: VerifyResult) -> None:
+        pass
+
+
+def build_medusa(config: dict, state: dict) -> MedusaNet:
+    net = MedusaNet(config["hidden"], config["num_heads"], config["draft_vocab"], config.get("layers_per_head", 1))
+    net.load_state_dict(state)
+    return net
+
+
+@register("medusa", "Medusa heads with a static tree from measured head accuracies (-o drafter=DIR; -o nodes=N)")
+def make_medusa(target, drafter: str | None = None, nodes: int | None = None) -> MedusaDrafter:
+    config, state, _ = resolve(target, "medusa", drafter)
+    nodes = nodes if nodes is not None else config.get("decode_defaults", {}).get("nodes", 16)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ConfigError(f"medusa option nodes={nodes!r} is invalid; accepted: an integer >= 1")
+    net = build_medusa(config, state).to(device=target.runtime.device, dtype=target.runtime.dtype)
+    return MedusaDrafter(net, tree_from_accuracies(config["accuracy"], nodes))

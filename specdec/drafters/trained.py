@@ -1,0 +1,33 @@
+"""Finding and loading trained drafters: an explicit directory, or the one shipped for the target.
+
+Shipped drafters live in specdec/data/drafters/<registry name>/<kind>/ (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from specdec.errors import ConfigError
+from specdec.heads.io import check_target, load_drafter
+
+
+def shipped_drafter(target, kind: str) -> Path | None:
+    root = Path(str(resources.files("specdec") / "data" / "drafters" / target.name / kind))
+    return root if (root / "config.json").is_file() else None
+
+
+def resolve(target, kind: str, drafter: str | None) -> tuple[dict, dict[str, torch.Tensor], str]:
+    """(config, weights, where) of the drafter to use, checked against the target."""
+    path = Path(drafter) if drafter else shipped_drafter(target, kind)
+    if path is None:
+        raise ConfigError(f"no {kind} drafter ships for target {target.name!r}; train one with `specdec train "
+                          f"{kind} --target {target.name} --data PATH --out DIR` and pass -o drafter=DIR")
+    if not path.exists():
+        raise ConfigError(f"drafter directory {str(path)!r} does not exist; accepted: a directory written by "
+                          f"`specdec train {kind}`")
+    config, state = load_drafter(path, kind)
+    check_target(config, target, str(path))
+    return config, state, str(path)

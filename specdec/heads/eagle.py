@@ -1,0 +1,53 @@
+"""EAGLE feature head (Li et al. 2024): drafting in the target's feature space.
+
+Entry p of the head reads the target's feature f_p (its final normed hidden state at position p) and the
+embedding of the token that follows, e(x_{p+1}); one decoder layer over all entries so far predicts the next
+feature g ≈ f_{p+1}, and the head's own output matrix over the draft vocabulary turns g into draft logits for
+x_{p+2}. Deeper draft steps feed the predicted g back in place of the unknown target feature.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from specdec.heads.layer import DraftLayer, LayerShape, Rope
+
+
+class EagleNet(nn.Module):
+    def __init__(self, shape: LayerShape, draft_vocab: int):
+        super().__init__()
+        self.shape = shape
+        self.fc = nn.Linear(2 * shape.hidden, shape.hidden, bias=False)
+        self.layer = DraftLayer(shape)
+        self.head = nn.Linear(shape.hidden, draft_vocab, bias=False)
+        self.rope = Rope(shape)
+        self.register_buffer("token_ids", torch.zeros(draft_vocab, dtype=torch.long))  # draft index -> token id
+
+    def forward(self, features: Tensor, embeds: Tensor, positions: Tensor, *, cache=None,
+                mask: Tensor | None = None) -> Tensor:
+        """features, embeds [batch, t, hidden]; positions [t] -> predicted next features g [batch, t, hidden].
+        With a cache (a one-layer KVCache) the entries are appended after cache.length (mask: among themselves)."""
+        x = self.fc(torch.cat([embeds, features], dim=-1))
+        cos, sin = self.rope(positions)
+        g = self.layer(x, cos, sin, cache=cache, mask=mask)
+        if cache is not None:
+            cache.advance(x.shape[1])
+        return g
+
+    def logits(self, g: Tensor) -> Tensor:           # [..., hidden] -> [..., draft vocab]
+        return self.head(g)
+
+    def init_from_target(self, target, token_ids: Tensor) -> None:
+        """Output rows from the target's LM head for the draft vocabulary. The layer keeps its random start with
+        small output projections, so the first predicted feature is close to fc's mix of its inputs (the target's
+        own last layer would be a poor start: its residual stream is far larger than the normed features)."""
+        from specdec.heads.target import lm_head_rows
+        with torch.no_grad():
+            self.token_ids.copy_(token_ids)
+            self.head.weight.copy_(lm_head_rows(target, token_ids))
+            self.layer.o.weight.mul_(0.1)
+            self.layer.down.weight.mul_(0.1)
+            h = self.shape.hidden                       # fc starts as "pass the feature through"
+            self.fc.weight[:, h:].copy_(torch.eye(h) + 0.01 * torch.randn(h, h))
+            self.fc.weight[:, :h].mul_(0.1)

@@ -1,0 +1,88 @@
+"""EAGLE, Medusa and distilled drafters with freshly initialised networks: greedy output identical to vanilla
+(chains and trees, full and reduced draft vocabularies), sampling keeps the target distribution, and their own
+logic (EAGLE-2 tree selection, Medusa trees from accuracies, the distilled runtime's vocabulary mapping)."""
+
+import pytest
+import torch
+
+from specdec.config import SamplingParams
+from specdec.drafters.base import DecodeState
+from specdec.drafters.eagle import _select
+from specdec.drafters.medusa import tree_from_accuracies
+from specdec.engine import SpeculativeDecoder
+from tests.distribution import two_token_tv
+from tests.tiny import tiny_target
+from tests.trained_helpers import distilled_drafter, eagle_drafter, medusa_drafter
+
+BUILDERS = {
+    "eagle-tree": lambda t, s: eagle_drafter(t, s, depth=4, topk=3, nodes=10),
+    "eagle-chain": lambda t, s: eagle_drafter(t, s, depth=5, topk=1, nodes=5),
+    "eagle-small-vocab": lambda t, s: eagle_drafter(t, s, draft_vocab=7, depth=3, topk=2, nodes=6),
+    "medusa": lambda t, s: medusa_drafter(t, s),
+    "medusa-small-vocab": lambda t, s: medusa_drafter(t, s, draft_vocab=6, nodes=5),
+    "distilled-chain": lambda t, s: distilled_drafter(t, s, num_draft=3),
+    "distilled-tree": lambda t, s: distilled_drafter(t, s, branches=2, width=3, num_draft=3, draft_vocab=8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_greedy_equals_vanilla(name):
+    target, _ = tiny_target(vocab=12, layers=2, hidden=32, scale=3.0, seed=3)
+    vanilla = SpeculativeDecoder(target)
+    g = torch.Generator().manual_seed(1)
+    accepted = 0
+    for i in range(6):
+        prompt = torch.randint(0, 12, (int(torch.randint(2, 15, (1,), generator=g)),), generator=g).tolist()
+        spec = SpeculativeDecoder(target, BUILDERS[name](target, i)).generate(prompt, 25)
+        assert spec.token_ids == vanilla.generate(prompt, 25).token_ids, (name, prompt)
+        accepted += spec.stats.emitted_tokens - spec.stats.target_forwards
+    assert accepted > 0                   # drafts were really accepted sometimes, not all rejected
+
+
+@pytest.mark.parametrize("name", ["eagle-tree", "medusa", "distilled-chain", "distilled-tree"])
+def test_sampling_keeps_the_target_distribution(name):
+    target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
+    sampling = SamplingParams(temperature=0.9, top_p=0.95)
+    tv, bound = two_token_tv(target, [0, 3, 2, 5], sampling, lambda i: BUILDERS[name](target, i % 3), 2000)
+    assert tv < bound, (tv, bound)
+
+
+def test_eagle_selection_keeps_the_best_nodes_closed_under_ancestors():
+    # root children a(-0.1) b(-2.0); a's children c(-0.3) d(-0.2); b's child e(-2.5)
+    tokens, parents, scores = [10, 11, 12, 13, 14], [-1, -1, 0, 0, 1], [-0.1, -2.0, -0.3, -0.2, -2.5]
+    d = _select(tokens, parents, scores, budget=3)
+    assert d.tokens.tolist() == [10, 12, 13] and d.parents.tolist() == [-1, 0, 0]
+    d = _select(tokens, parents, scores, budget=5)
+    assert d.tokens.tolist() == tokens and d.parents.tolist() == parents
+
+
+def test_eagle_tree_respects_node_budget_and_depth():
+    target, _ = tiny_target(vocab=12, layers=2, hidden=32, seed=3)
+    drafter = eagle_drafter(target, depth=3, topk=3, nodes=7)
+    prompt = [1, 2, 3, 4]
+    drafter.begin(prompt)
+    out = target.runtime.forward(torch.tensor([prompt[:-1]]), target.runtime.new_cache(32), logits="none",
+                                 hidden_layers=(-1,))
+    state = DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=10,
+                        hidden={-1: out.hidden[-1][0]})
+    draft = drafter.propose(state)
+    assert draft.size == 7 and int(draft.depths().max()) <= 3
+    assert drafter.cache.length == len(prompt) - 1          # draft entries rolled back
+
+
+def test_medusa_tree_from_accuracies():
+    acc = [[0.6, 0.2, 0.1], [0.4, 0.2, 0.1]]
+    paths = tree_from_accuracies(acc, 4)
+    # values: (0)=.6 (1)=.2 (0,0)=.24 (2)=.1 (0,1)=.12 -> best four: (0), (0,0), (1), (0,1)
+    assert paths == [(0,), (0, 0), (1,), (0, 1)]
+    assert all(p[:-1] in paths for p in paths if len(p) > 1)
+    assert len(tree_from_accuracies(acc, 100)) == 3 + 9      # every path of depth <= 2
+
+
+def test_distilled_runtime_maps_the_draft_vocabulary():
+    target, _ = tiny_target(vocab=12, layers=1, hidden=16, heads=2, kv_heads=1, seed=2)
+    drafter = distilled_drafter(target, draft_vocab=5)
+    rt = drafter.rt
+    out = rt.forward(torch.tensor([[1, 2, 3]]), rt.new_cache(8), logits="all")
+    assert out.logits.shape == (1, 3, 12)
+    assert torch.isinf(out.logits[..., 5:]).all() and torch.isfinite(out.logits[..., :5]).all()

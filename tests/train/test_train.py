@@ -1,0 +1,103 @@
+"""Training on a tiny target: each objective lowers its loss, an interrupted run resumes to the very same
+parameters, the saved drafter loads by directory and decodes identically to vanilla; plus data loading."""
+
+import json
+
+import pytest
+import torch
+
+from specdec.drafters import make_drafter
+from specdec.engine import SpeculativeDecoder
+from specdec.errors import ConfigError
+from specdec.heads.io import load_drafter
+from specdec.train.loop import LoopConfig
+from specdec.train.pipeline import TrainSettings, train_drafter
+from specdec.train.prompts import load_prompts
+from tests.tiny import tiny_target
+
+
+@pytest.fixture(scope="module")
+def target_and_records():
+    target, _ = tiny_target(vocab=16, layers=2, hidden=32, scale=3.0, seed=5, eos={1})
+    g = torch.Generator().manual_seed(0)
+    records = []
+    for _ in range(24):          # prompts of random tokens; responses are the target's own greedy output
+        prompt = torch.randint(2, 16, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist()
+        out = SpeculativeDecoder(target).generate(prompt, 20)
+        records.append({"prompt_ids": prompt, "response_ids": out.token_ids})
+    return target, records
+
+
+def settings(tmp_path, steps=30, **kw):
+    loop = LoopConfig(steps=steps, lr=3e-3, warmup=3, token_budget=128, eval_every=10, checkpoint_every=10)
+    return TrainSettings(draft_vocab=12, heads=2, layers=1, unroll=2, eval_prompts=2, work_dir=tmp_path / "work",
+                         loop=loop, **kw)
+
+
+@pytest.mark.parametrize("kind", ["eagle", "medusa", "distilled"])
+def test_training_lowers_loss_and_the_saved_drafter_decodes_losslessly(kind, target_and_records, tmp_path):
+    target, records = target_and_records
+    summary = train_drafter(kind, target, records, tmp_path / kind, settings(tmp_path), progress=False)
+    log = [json.loads(x) for x in (tmp_path / kind / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["train_loss"] < log[0]["train_loss"] * 0.9 or log[-1]["train_loss"] < 0.05, log
+    assert summary["decode_eval"]["identical_to_vanilla"] == summary["decode_eval"]["prompts"] >= 1
+    config, _ = load_drafter(tmp_path / kind, kind)
+    assert config["target"]["name"] == target.name and config["draft_vocab"] == 12
+    drafter = make_drafter(kind, target, {"drafter": str(tmp_path / kind)})
+    prompt = records[0]["prompt_ids"]
+    assert (SpeculativeDecoder(target, drafter).generate(prompt, 16).token_ids
+            == SpeculativeDecoder(target).generate(prompt, 16).token_ids)
+
+
+@pytest.mark.parametrize("kind", ["eagle", "medusa"])
+def test_resume_continues_the_same_run(kind, target_and_records, tmp_path):
+    target, records = target_and_records
+    s = settings(tmp_path, steps=12)
+    train_drafter(kind, target, records, tmp_path / "straight", s, progress=False)
+    partial = train_drafter(kind, target, records, tmp_path / "resumed", s, progress=False, stop_after=5)
+    assert partial == {"stopped_at_step": 5}
+    train_drafter(kind, target, records, tmp_path / "resumed", s, progress=False)
+    _, a = load_drafter(tmp_path / "straight", kind)
+    _, b = load_drafter(tmp_path / "resumed", kind)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_with_other_settings_is_refused(target_and_records, tmp_path):
+    target, records = target_and_records
+    train_drafter("medusa", target, records, tmp_path / "m", settings(tmp_path, steps=6), progress=False,
+                  stop_after=2)
+    with pytest.raises(ConfigError, match="other settings"):
+        train_drafter("medusa", target, records, tmp_path / "m", settings(tmp_path, steps=9), progress=False)
+
+
+def test_drafter_for_another_target_is_refused(target_and_records, tmp_path):
+    target, records = target_and_records
+    train_drafter("medusa", target, records, tmp_path / "m", settings(tmp_path, steps=2), progress=False)
+    other, _ = tiny_target(vocab=16, layers=3, hidden=32, seed=6)
+    with pytest.raises(ConfigError, match="trained for target"):
+        make_drafter("medusa", other, {"drafter": str(tmp_path / "m")})
+    with pytest.raises(ConfigError, match="holds a 'medusa' drafter"):
+        make_drafter("eagle", target, {"drafter": str(tmp_path / "m")})
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_drafter("eagle", target, {"drafter": str(tmp_path / "nowhere")})
+    with pytest.raises(ConfigError, match="no eagle drafter ships"):
+        make_drafter("eagle", target)
+
+
+def test_prompt_loading_dedups_and_balances(tmp_path):
+    (tmp_path / "gsm8k_train.jsonl").write_text("\n".join(json.dumps({"question": q, "answer": "x"})
+                                                          for q in ["How many apples?", "How many apples ?",
+                                                                    "What is 2+2 today?"]) + "\n{bad json\n")
+    (tmp_path / "wmt22_deen_src.de").write_text("Guten Morgen, Welt.\n\nDas ist gut.\n")
+    (tmp_path / "oasst_prompt_lottery_en_250.jsonl").write_text('"Tell me a joke about cats."\n')
+    (tmp_path / "unrelated.txt").write_text("ignored in a folder")
+    prompts = load_prompts([tmp_path])
+    texts = sorted(p.text for p in prompts)
+    assert texts == sorted(["How many apples?", "What is 2+2 today?", "Translate German to English: Guten Morgen, "
+                            "Welt.", "Translate German to English: Das ist gut.", "Tell me a joke about cats."])
+    assert len(load_prompts([tmp_path], per_group=1)) == 3
+    with pytest.raises(ConfigError, match="unknown format"):
+        load_prompts([tmp_path / "unrelated.txt"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_prompts([tmp_path / "missing"])
