@@ -74,10 +74,11 @@ class EagleDrafter:
         frontier = [(-1, 0.0, self.last)]        # (node, score, predicted feature after the node)
         for level in range(depth):
             first = len(tokens)
-            for node, score, g in frontier:
-                logp = torch.log_softmax(self.net.logits(g).float(), -1)
-                top = torch.topk(logp, min(self.topk, logp.shape[-1]))
-                for v, t in zip(top.values.tolist(), self.net.token_ids[top.indices].tolist()):
+            logp = torch.log_softmax(self.net.logits(torch.stack([g for _, _, g in frontier])).float(), -1)
+            top = torch.topk(logp, min(self.topk, logp.shape[-1]), dim=-1)       # one product for the level
+            values, ids = top.values.tolist(), self.net.token_ids[top.indices].tolist()
+            for (node, score, _), vs, ts in zip(frontier, values, ids):
+                for v, t in zip(vs, ts):
                     tokens.append(t)
                     parents.append(node)
                     scores.append(score + v)
