@@ -63,9 +63,13 @@ class MedusaDrafter:
         logits = self.net(feats[-1])                                          # [heads, draft vocab]
         top = torch.topk(logits, self.max_rank, dim=-1).indices               # [heads, max rank]
         tokens = self.net.token_ids[top[self.depth_of, self.rank_of]].cpu()
-        keep = (self.depth_of < state.max_depth)[:n]                          # prefix-closed: paths sorted
-        idx = keep.nonzero().flatten()
-        return Draft(tokens[idx], self.parents[idx])
+        keep = (self.depth_of[:n] < state.max_depth).nonzero().flatten()      # prefix-closed: paths sorted
+        if keep.numel() == n:
+            return Draft(tokens[:n], self.parents[:n])
+        new_index = torch.full((len(self.paths),), -1, dtype=torch.long)
+        new_index[keep] = torch.arange(keep.numel())
+        parents = self.parents[keep]
+        return Draft(tokens[keep], torch.where(parents >= 0, new_index[parents.clamp(min=0)], parents))
 
     def on_accept(self, result: VerifyResult) -> None:
         pass

@@ -8,7 +8,7 @@ import torch
 from specdec.config import SamplingParams
 from specdec.drafters.base import DecodeState
 from specdec.drafters.eagle import _select
-from specdec.drafters.medusa import tree_from_accuracies
+from specdec.drafters.medusa import MedusaDrafter, tree_from_accuracies
 from specdec.engine import SpeculativeDecoder
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
@@ -86,3 +86,33 @@ def test_distilled_runtime_maps_the_draft_vocabulary():
     out = rt.forward(torch.tensor([[1, 2, 3]]), rt.new_cache(8), logits="all")
     assert out.logits.shape == (1, 3, 12)
     assert torch.isinf(out.logits[..., 5:]).all() and torch.isfinite(out.logits[..., :5]).all()
+
+
+def test_medusa_draft_cut_to_the_remaining_depth_stays_a_valid_tree():
+    target, _ = tiny_target(vocab=12, layers=1, hidden=16, heads=2, kv_heads=1, seed=2)
+    drafter = medusa_drafter(target, heads=3)
+    drafter = MedusaDrafter(drafter.net, tree_from_accuracies([[0.9, 0.3, 0.1, 0.05]] * 3, 40))  # deep paths early
+    prompt = [1, 2, 3, 4]
+    out = target.runtime.forward(torch.tensor([prompt[:-1]]), target.runtime.new_cache(32), logits="none",
+                                 hidden_layers=(-1,))
+    full = drafter.propose(DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=40,
+                                       hidden={-1: out.hidden[-1][0]}))
+    cut = drafter.propose(DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=1, max_nodes=40,
+                                      hidden={-1: out.hidden[-1][0]}))
+    assert int(full.depths().max()) == 3 and int(cut.depths().max()) == 1
+    assert cut.parents.tolist() == [-1] * cut.size
+    assert cut.tokens.tolist() == full.tokens[full.depths() == 1].tolist()
+    mid = drafter.propose(DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=2, max_nodes=40,
+                                      hidden={-1: out.hidden[-1][0]}))
+    assert all(p < i for i, p in enumerate(mid.parents.tolist()))
+    assert int(mid.depths().max()) == 2
+    paths = lambda d: [tuple(_path(d, i)) for i in range(d.size)]  # noqa: E731
+    assert sorted(paths(mid)) == sorted(p for p in paths(full) if len(p) <= 2)
+
+
+def _path(draft, i):
+    out = []
+    while i >= 0:
+        out.append(int(draft.tokens[i]))
+        i = int(draft.parents[i])
+    return out[::-1]
