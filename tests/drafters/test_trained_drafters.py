@@ -106,7 +106,7 @@ def test_medusa_draft_cut_to_the_remaining_depth_stays_a_valid_tree():
                                       hidden={-1: out.hidden[-1][0]}))
     assert all(p < i for i, p in enumerate(mid.parents.tolist()))
     assert int(mid.depths().max()) == 2
-    paths = lambda d: [tuple(_path(d, i)) for i in range(d.size)]  # noqa: E731
+    paths = lambda d: [tuple(_path(d, i)) for i in range(d.size)]
     assert sorted(paths(mid)) == sorted(p for p in paths(full) if len(p) <= 2)
 
 

@@ -94,8 +94,9 @@ def test_prompt_loading_dedups_and_balances(tmp_path):
     (tmp_path / "unrelated.txt").write_text("ignored in a folder")
     prompts = load_prompts([tmp_path])
     texts = sorted(p.text for p in prompts)
-    assert texts == sorted(["How many apples?", "What is 2+2 today?", "Translate German to English: Guten Morgen, "
-                            "Welt.", "Translate German to English: Das ist gut.", "Tell me a joke about cats."])
+    de = "Translate German to English: "
+    assert texts == sorted(["How many apples?", "What is 2+2 today?", de + "Guten Morgen, Welt.", de + "Das ist gut.",
+                            "Tell me a joke about cats."])
     assert len(load_prompts([tmp_path], per_group=1)) == 3
     with pytest.raises(ConfigError, match="unknown format"):
         load_prompts([tmp_path / "unrelated.txt"])
