@@ -17,6 +17,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--work-dir", default=None,
                    help="cache of the target's responses and features (default: under the specdec cache)")
     p.add_argument("--per-group", type=int, default=400, help="prompts per task group (default 400)")
+    p.add_argument("--reuse-responses", action="store_true",
+                   help="generate no new responses: train on the prompts already answered in the work directory")
     p.add_argument("--max-new-tokens", type=int, default=128, help="length of the target's own responses")
     p.add_argument("--draft-vocab", type=int, default=8192, help="tokens the drafter can propose (default 8192)")
     p.add_argument("--heads", type=int, default=4, help="medusa: number of heads")
@@ -49,6 +51,7 @@ def run_train(args) -> int:
     settings = TrainSettings(per_group=args.per_group, max_new_tokens=args.max_new_tokens,
                              draft_vocab=args.draft_vocab, heads=args.heads, layers=args.layers, unroll=args.unroll,
                              eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
+                             generate=not args.reuse_responses,
                              work_dir=Path(args.work_dir) if args.work_dir else None)
     records = build_records(target, args.data, settings)
     command = "specdec " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -41,6 +41,7 @@ class TrainSettings:
     layers: int = 2                    # distilled
     unroll: int = 3                    # eagle training-time-test steps
     eval_prompts: int = 3              # held-out prompts decoded with the trained drafter at the end
+    generate: bool = True              # False: train on the prompts whose responses are already cached
     work_dir: Path | None = None
     seed: int = 0
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -56,7 +57,7 @@ def build_records(target, data_paths: list[str], settings: TrainSettings, progre
     work = settings.work_dir or default_work_dir(target)
     bar = _bar(progress, len(prompts), "responses")
     records = generate_responses(target, prompts, work / "responses.jsonl", max_new_tokens=settings.max_new_tokens,
-                                 max_prompt_tokens=settings.max_prompt_tokens,
+                                 max_prompt_tokens=settings.max_prompt_tokens, generate=settings.generate,
                                  progress=bar.update if bar else None)
     if bar:
         bar.close()

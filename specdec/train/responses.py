@@ -31,16 +31,17 @@ def _done(path: Path) -> dict[str, dict]:
 
 
 def generate_responses(target, prompts: list[Prompt], out_path: Path, *, max_new_tokens: int = 160,
-                       max_prompt_tokens: int = 768, batch_size: int = 16,
+                       max_prompt_tokens: int = 768, batch_size: int = 16, generate: bool = True,
                        progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Records {group, source, prompt, prompt_ids, response_ids} for every prompt, reusing those in out_path."""
+    """Records {group, source, prompt, prompt_ids, response_ids} for every prompt, reusing those in out_path
+    (generate=False: only those, generating nothing)."""
     from transformers import AutoModelForCausalLM
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     done = _done(out_path)
     todo = []
     for p in prompts:
-        if p.text in done:
+        if p.text in done or not generate:
             continue
         ids = target.encode(p.text)
         if len(ids) <= max_prompt_tokens:

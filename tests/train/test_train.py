@@ -102,3 +102,28 @@ def test_prompt_loading_dedups_and_balances(tmp_path):
         load_prompts([tmp_path / "unrelated.txt"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_prompts([tmp_path / "missing"])
+
+
+def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys):
+    """End to end through `specdec train`: prompts from a data folder, the target's own responses generated with
+    transformers, features, training, the saved drafter; a second run with --reuse-responses generates nothing."""
+    from specdec.cli import main
+    from tests.tiny import write_hf_dir
+    model_dir, _ = write_hf_dir(tmp_path / "tiny", scale=3.0)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "gsm8k_train.jsonl").write_text("\n".join(json.dumps({"question": f"the quick brown fox {i} times?",
+                                                                   "answer": "x"}) for i in range(24)))
+    args = ["train", "medusa", "--target", str(model_dir), "--data", str(data), "--out", str(tmp_path / "out"),
+            "--work-dir", str(tmp_path / "work"), "--steps", "4", "--eval-every", "2", "--draft-vocab", "64",
+            "--heads", "2", "--max-new-tokens", "8", "--eval-prompts", "1", "--token-budget", "256"]
+    assert main(args) == 0
+    responses = (tmp_path / "work" / "responses.jsonl").read_text().splitlines()
+    assert len(responses) == 24 and all(json.loads(r)["response_ids"] for r in responses)
+    config, _ = load_drafter(tmp_path / "out", "medusa")
+    assert config["training"]["sequences"] + config["training"]["held_out"] == 24
+    assert main(args[:-2] + ["--per-group", "30", "--reuse-responses", "--out", str(tmp_path / "out2")]) == 0
+    assert len((tmp_path / "work" / "responses.jsonl").read_text().splitlines()) == 24
+    assert main(["train", "eagle", "--target", str(model_dir), "--data", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
