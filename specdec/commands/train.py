@@ -45,6 +45,8 @@ def run_train(args) -> int:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; accepted: an integer >= 1")
     target = load_model(args.target, dtype=args.dtype, device=args.device)
+    from specdec.heads.target import embedding
+    embedding(target)                      # a non-native target is refused before any data work
     loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     loop.check()
