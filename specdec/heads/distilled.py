@@ -44,4 +44,4 @@ class DistilledNet(nn.Module):
             self.head.weight.copy_(lm_head_rows(target, token_ids))
             self.norm.weight.copy_(final_norm(target))
             for layer, i in zip(self.layers, layer_ids):
-                layer.init_from(layer_state(target, i), "")
+                layer.init_from(layer_state(target, i))

@@ -111,14 +111,14 @@ class DraftLayer(nn.Module):
             full = torch.cat([torch.ones(t, start, dtype=torch.bool, device=x.device), full], dim=1)
         return self.finish(x, self.attend(q, keys, values, full))
 
-    def init_from(self, state: dict[str, Tensor], prefix: str) -> None:
-        """Copy a Hugging Face Llama layer's weights (prefix like 'model.layers.29.') into this layer."""
-        a = prefix + "self_attn."
+    def init_from(self, state: dict[str, Tensor]) -> None:
+        """Copy a Hugging Face Llama layer's weights (names without the 'model.layers.{i}.' prefix)."""
+        a = "self_attn."
         with torch.no_grad():
-            self.attn_norm.weight.copy_(state[prefix + "input_layernorm.weight"])
+            self.attn_norm.weight.copy_(state["input_layernorm.weight"])
             self.qkv.weight.copy_(torch.cat([state[a + n + "_proj.weight"] for n in "qkv"]))
             self.o.weight.copy_(state[a + "o_proj.weight"])
-            self.mlp_norm.weight.copy_(state[prefix + "post_attention_layernorm.weight"])
-            self.gate_up.weight.copy_(torch.cat([state[prefix + "mlp.gate_proj.weight"],
-                                                 state[prefix + "mlp.up_proj.weight"]]))
-            self.down.weight.copy_(state[prefix + "mlp.down_proj.weight"])
+            self.mlp_norm.weight.copy_(state["post_attention_layernorm.weight"])
+            self.gate_up.weight.copy_(torch.cat([state["mlp.gate_proj.weight"],
+                                                 state["mlp.up_proj.weight"]]))
+            self.down.weight.copy_(state["mlp.down_proj.weight"])

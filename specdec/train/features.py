@@ -67,7 +67,8 @@ def load_features(out_dir: Path) -> list[Sequence]:
     return seqs
 
 
-def split_held_out(seqs: list[Sequence], every: int = 20) -> tuple[list[Sequence], list[Sequence]]:
-    """(train, held out): every `every`-th sequence is held out (a fixed split, stable across resumes)."""
-    return ([s for i, s in enumerate(seqs) if i % every != every - 1],
-            [s for i, s in enumerate(seqs) if i % every == every - 1])
+def split_held_out(items: list, every: int = 20) -> tuple[list, list]:
+    """(train, held out): every `every`-th item is held out (a fixed split, stable across resumes). Applied to
+    records and to their sequences alike, so both sides name the same prompts."""
+    return ([s for i, s in enumerate(items) if i % every != every - 1],
+            [s for i, s in enumerate(items) if i % every == every - 1])

@@ -101,8 +101,8 @@ def train_drafter(kind: str, target, records: list[dict], out_dir: str | Path, s
         "draft_vocab_coverage_held_out": round(response_cov, 4),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}})
     save_drafter(out_dir, kind, config, state)
-    config["training"]["decode_eval"] = decode_eval(kind, target, out_dir, [records[i] for i in
-                                                    _held_out_indices(len(records))][:settings.eval_prompts])
+    held_out_records = split_held_out(records)[1]
+    config["training"]["decode_eval"] = decode_eval(kind, target, out_dir, held_out_records[:settings.eval_prompts])
     save_drafter(out_dir, kind, config, state)
     return config["training"]
 
@@ -123,10 +123,6 @@ def decode_eval(kind: str, target, drafter_dir: Path, records: list[dict], max_n
         same += spec.token_ids == van.token_ids
     return {"prompts": len(records), "max_new_tokens": max_new_tokens,
             "mean_accepted_length": round(emitted / max(1, forwards), 3), "identical_to_vanilla": same}
-
-
-def _held_out_indices(n: int, every: int = 20) -> list[int]:
-    return [i for i in range(n) if i % every == every - 1]
 
 
 def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
