@@ -43,6 +43,11 @@ class Draft:
         return Draft(tokens=tokens.long(), parents=torch.arange(-1, k - 1, dtype=torch.long),
                      draft_probs=draft_probs)
 
+    def cpu(self) -> "Draft":
+        """The same draft with its tensors on the CPU."""
+        probs = None if self.draft_probs is None else self.draft_probs.cpu()
+        return Draft(self.tokens.cpu(), self.parents.cpu(), probs, self.n_scratch)
+
     @property
     def size(self) -> int:
         return int(self.tokens.shape[0])

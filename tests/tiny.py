@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -9,6 +10,9 @@ import torch
 from specdec.models.config import DecoderConfig
 from specdec.models.llama import LlamaRuntime
 from specdec.models.load import LoadedModel
+
+# SPECDEC_TEST_DEVICE=cuda runs the tiny targets (and so the engine, drafters and verifiers under test) on a GPU.
+TEST_DEVICE = os.environ.get("SPECDEC_TEST_DEVICE", "cpu")
 
 CONFIG_CLASSES = {"llama": "LlamaConfig", "qwen2": "Qwen2Config", "mistral": "MistralConfig"}
 
@@ -36,7 +40,7 @@ def tiny_hf_model(arch: str = "llama", vocab: int = 64, layers: int = 2, hidden:
 def tiny_target(arch: str = "llama", eos: set[int] | None = None, **kw) -> tuple[LoadedModel, object]:
     """(LoadedModel with the native runtime and no tokenizer, the transformers model it was built from)."""
     hf = tiny_hf_model(arch, **kw)
-    rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict())
+    rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict(), device=TEST_DEVICE)
     return LoadedModel(name=f"tiny-{arch}", runtime=rt, tokenizer=None, eos_token_ids=eos or set(),
                        source="memory"), hf
 

@@ -18,7 +18,7 @@ from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
 from specdec.tree import tree_inputs
 from specdec.types import Draft, VerifyResult
-from specdec.verify import logits_to_probs
+from specdec.verify import logits_to_probs, sample
 
 
 def check_same_vocabulary(target, draft) -> None:
@@ -90,7 +90,7 @@ class DraftModelDrafter:
         tokens, probs = [], []
         for i in range(depth):
             p = logits_to_probs(logits, state.sampling)                    # [vocab]
-            tok = int(p.argmax()) if state.sampling.greedy else int(torch.multinomial(p, 1, generator=state.generator))
+            tok = int(p.argmax()) if state.sampling.greedy else int(sample(p, state.generator))
             tokens.append(tok)
             probs.append(p)
             if i + 1 < depth:

@@ -21,6 +21,10 @@ class Batch:
     def lengths(self) -> Tensor:
         return self.valid.sum(1)
 
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(getattr(self, f).to(device, non_blocking=True)
+                       for f in ("tokens", "features", "valid", "prompt_lens")))
+
 
 def crop(seq: Sequence, keep_prompt: int | None) -> Sequence:
     """Drop all but the last keep_prompt prompt tokens. The target's features there were computed over the

@@ -22,8 +22,9 @@ class DistillObjective:
     def _logits(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Student and teacher log-probs [n, draft vocab] where the next token is a response token."""
         t = batch.tokens.shape[1]
-        m = batch.valid & (torch.arange(t).unsqueeze(0) + 1 >= batch.prompt_lens.unsqueeze(1))
-        hidden = self.model.trunk(self.embed[batch.tokens], torch.arange(t))
+        pos = torch.arange(t, device=batch.tokens.device)
+        m = batch.valid & (pos.unsqueeze(0) + 1 >= batch.prompt_lens.unsqueeze(1))
+        hidden = self.model.trunk(self.embed[batch.tokens], pos)
         student = torch.log_softmax(self.model.head(hidden[m]).float(), -1)
         with torch.no_grad():
             teacher = torch.log_softmax((batch.features[m] @ self.rows.t()).float(), -1)

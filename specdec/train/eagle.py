@@ -36,7 +36,7 @@ class EagleObjective:
             f = f + noise * f.pow(2).mean(-1, keepdim=True).sqrt() * (torch.rand_like(f) * 2 - 1)
         e = self.embed[batch.tokens[:, 1:]]
         t = f.shape[1]
-        pos = torch.arange(t)
+        pos = torch.arange(t, device=f.device)
         cos, sin = net.rope(pos)
         keys, values, outs = [], [], []
         inp = f
@@ -45,7 +45,7 @@ class EagleObjective:
             q, k, v = net.layer.project(x, cos, sin)
             keys.append(k)
             values.append(v)
-            mask = _step_mask(t, s) if s > 1 else None
+            mask = _step_mask(t, s).to(f.device) if s > 1 else None
             attn = net.layer.attend(q, torch.cat(keys, 2), torch.cat(values, 2), mask, causal=s == 1)
             g = net.layer.finish(x, attn)
             outs.append(g)
@@ -54,7 +54,7 @@ class EagleObjective:
 
     def _mask(self, batch: Batch) -> Tensor:
         """[b, t-1] bool: entry p is trained if token p+2 (the one its output predicts) is a response token."""
-        p = torch.arange(batch.tokens.shape[1] - 1).unsqueeze(0)
+        p = torch.arange(batch.tokens.shape[1] - 1, device=batch.tokens.device).unsqueeze(0)
         return batch.valid[:, 1:] & (p + 2 >= batch.prompt_lens.unsqueeze(1))
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict]:
@@ -99,7 +99,7 @@ class EagleObjective:
                 correct.append(c)
             run = torch.ones_like(correct[0])
             starts = mask[:, :t]
-            length = torch.zeros(correct[0].shape, dtype=torch.long)
+            length = torch.zeros(correct[0].shape, dtype=torch.long, device=correct[0].device)
             for d in range(self.eval_depth):                     # depth d+1 judged by step d+1 at entry q+d
                 shifted = torch.zeros_like(run)
                 shifted[:, :t - d] = correct[d][:, d:]

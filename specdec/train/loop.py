@@ -58,13 +58,14 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
     if not train:
         raise ConfigError("no training sequences; accepted: at least one prompt with a response")
     model = objective.model
+    device = _device(model)                          # batches follow the model (cpu or cuda)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "train_log.jsonl"
     out_dir.mkdir(parents=True, exist_ok=True)
     step, log = 0, []
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
         if ckpt["config"] != asdict(cfg) or ckpt["objective"] != objective.describe():
             raise ConfigError(f"checkpoint {str(ckpt_path)!r} belongs to a run with other settings; accepted: the "
                               f"same settings to resume, or a new --out directory")
@@ -72,6 +73,8 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
         opt.load_state_dict(ckpt["optimizer"])
         step, log = ckpt["step"], ckpt["log"]
         torch.set_rng_state(ckpt["rng"])                  # objectives draw noise: same stream as unbroken
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
     lengths = [len(crop(s, cfg.keep_prompt).tokens) for s in train]
     plan, epoch, pos = _position(lengths, cfg, step)
     bar = _bar(progress, cfg.steps, step)
@@ -80,12 +83,12 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
         if pos >= len(plan):
             epoch, pos = epoch + 1, 0
             plan = batch_plan(lengths, cfg.token_budget, cfg.seed, epoch)
-        batch = collate([train[i] for i in plan[pos]], cfg.keep_prompt)
+        batch = collate([train[i] for i in plan[pos]], cfg.keep_prompt).to(device)
         pos += 1
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         model.train()
-        with _autocast(cfg):
+        with _autocast(cfg, device):
             loss, metrics = objective.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,17 +132,21 @@ def evaluate(objective, held_out: list[Sequence], cfg: LoopConfig) -> dict:
     if not held_out:
         return {}
     objective.model.eval()
+    device = _device(objective.model)
     lengths = [len(crop(s, cfg.keep_prompt).tokens) for s in held_out]
-    batches = [collate([held_out[i] for i in b], cfg.keep_prompt)
+    batches = [collate([held_out[i] for i in b], cfg.keep_prompt).to(device)
                for b in batch_plan(lengths, cfg.token_budget, 0, 0)]
-    with _autocast(cfg):
+    with _autocast(cfg, device):
         return {f"held_out_{k}": round(v, 4) for k, v in objective.evaluate(batches).items()}
 
 
-def _autocast(cfg: LoopConfig):
-    """bfloat16 autocast on a CPU with native bf16 matrix units (about 4x float32 on AMX), else a no-op."""
+def _autocast(cfg: LoopConfig, device: torch.device):
+    """bfloat16 autocast on a GPU with bf16 support, or a CPU with native bf16 matrix units (about 4x float32 on
+    AMX); else a no-op."""
     import contextlib
-    if cfg.bf16 and _cpu_has_bf16():
+    if cfg.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cfg.bf16 and device.type == "cpu" and _cpu_has_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -155,8 +162,13 @@ def _cpu_has_bf16() -> bool:
 def _save(path: Path, model, opt, step: int, log: list, cfg: LoopConfig, objective) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "log": log,
-                "config": asdict(cfg), "objective": objective.describe(), "rng": torch.get_rng_state()}, tmp)
+                "config": asdict(cfg), "objective": objective.describe(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(_device(model)) if _device(model).type == "cuda" else None}, tmp)
     tmp.replace(path)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _bar(progress: bool, total: int, initial: int):

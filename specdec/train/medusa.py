@@ -26,13 +26,13 @@ class MedusaObjective:
     def _labels(self, batch: Batch) -> Tensor:
         """[b, t, heads] draft-vocabulary labels (-1 = ignore): head k at p -> token p+1+k if a response token."""
         b, t = batch.tokens.shape
-        labels = torch.full((b, t, self.model.num_heads), -1, dtype=torch.long)
+        labels = torch.full((b, t, self.model.num_heads), -1, dtype=torch.long, device=batch.tokens.device)
         for k in range(1, self.model.num_heads + 1):
             off = 1 + k
             if off >= t:
                 break
-            lab = self.t2d[batch.tokens[:, off:]]
-            pos = torch.arange(off, t).unsqueeze(0)
+            lab = self.t2d.to(batch.tokens.device)[batch.tokens[:, off:]]
+            pos = torch.arange(off, t, device=batch.tokens.device).unsqueeze(0)
             ok = batch.valid[:, off:] & (pos >= batch.prompt_lens.unsqueeze(1))
             labels[:, :t - off, k - 1] = torch.where(ok, lab, torch.full_like(lab, -1))
         return labels
@@ -63,7 +63,7 @@ class MedusaObjective:
             for k in range(heads):
                 m = labels[:, :, k] >= 0
                 counts[k] += int(m.sum())
-                hits[k] += (top[:, :, k][m] == labels[:, :, k][m].unsqueeze(-1)).float().sum(0)
+                hits[k] += (top[:, :, k][m] == labels[:, :, k][m].unsqueeze(-1)).float().sum(0).cpu()
         acc = hits / counts.clamp(min=1).unsqueeze(1)
         self.accuracy = [[round(float(a), 5) for a in row] for row in acc]
         return {f"top1_head{k + 1}": float(acc[k, 0]) for k in range(heads)} | \

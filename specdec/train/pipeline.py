@@ -128,25 +128,25 @@ def decode_eval(kind: str, target, drafter_dir: Path, records: list[dict], max_n
 def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
     from specdec.heads.target import embedding, lm_head_rows
     embed, rows = embedding(target).float(), lm_head_rows(target, token_ids).float()
-    cfg = target.runtime.config
+    cfg, dev = target.runtime.config, target.runtime.device     # the drafter trains where the target runs
     if kind == "eagle":
         from specdec.heads.eagle import EagleNet
         from specdec.train.eagle import EagleObjective
         net = EagleNet(LayerShape.of_target(cfg), len(token_ids))
         net.init_from_target(target, token_ids)
-        return EagleObjective(net, embed, rows, unroll=s.unroll)
+        return EagleObjective(net.to(dev), embed, rows, unroll=s.unroll)
     if kind == "medusa":
         from specdec.heads.medusa import MedusaNet
         from specdec.train.medusa import MedusaObjective
         net = MedusaNet(cfg.hidden_size, s.heads, len(token_ids))
         net.init_from_target(target, token_ids)
-        return MedusaObjective(net, target.runtime.vocab_size)
+        return MedusaObjective(net.to(dev), target.runtime.vocab_size)
     from specdec.heads.distilled import DistilledNet
     from specdec.train.distill import DistillObjective
     net = DistilledNet(LayerShape.of_target(cfg), s.layers, len(token_ids))
     n = cfg.num_layers
     net.init_from_target(target, token_ids, [round(i * (n - 1) / max(1, s.layers - 1)) for i in range(s.layers)])
-    return DistillObjective(net, embed, rows)
+    return DistillObjective(net.to(dev), embed, rows)
 
 
 def _step(out_dir: Path) -> int:

@@ -31,10 +31,11 @@ def _done(path: Path) -> dict[str, dict]:
 
 
 def generate_responses(target, prompts: list[Prompt], out_path: Path, *, max_new_tokens: int = 160,
-                       max_prompt_tokens: int = 768, batch_size: int = 16, generate: bool = True,
+                       max_prompt_tokens: int = 768, batch_size: int | None = None, generate: bool = True,
                        progress: Callable[[int], None] | None = None) -> list[dict]:
     """Records {group, source, prompt, prompt_ids, response_ids} for every prompt, reusing those in out_path
-    (generate=False: only those, generating nothing)."""
+    (generate=False: only those, generating nothing). Generation runs on the target's device; batch_size
+    defaults to 16 on a CPU and 128 on a GPU."""
     from transformers import AutoModelForCausalLM
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,9 @@ def generate_responses(target, prompts: list[Prompt], out_path: Path, *, max_new
     if progress:
         progress(len(prompts) - len(todo))
     if todo:
-        model = AutoModelForCausalLM.from_pretrained(target.info["hf_dir"], torch_dtype=torch.float32)
+        device = target.runtime.device
+        batch_size = batch_size or (128 if device.type == "cuda" else 16)
+        model = AutoModelForCausalLM.from_pretrained(target.info["hf_dir"], dtype=torch.float32).to(device)
         model.eval()
         pad = target.tokenizer.pad_token_id if target.tokenizer.pad_token_id is not None else 0
         eos = sorted(target.eos_token_ids)
@@ -76,11 +79,12 @@ def _generate_batch(model, batch: list[tuple[Prompt, list[int]]], pad: int, eos:
     for i, (_, ids) in enumerate(batch):                          # left padding
         input_ids[i, width - len(ids):] = torch.tensor(ids)
         attention[i, width - len(ids):] = 1
-    out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+    device = next(model.parameters()).device
+    out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
                          do_sample=False, eos_token_id=eos, pad_token_id=pad)
     recs = []
     for i, (p, ids) in enumerate(batch):
-        new = out[i, width:].tolist()
+        new = out[i, width:].cpu().tolist()
         for j, tok in enumerate(new):
             if tok in eos:
                 new = new[:j + 1]                                 # keep the EOS: drafters should predict it too

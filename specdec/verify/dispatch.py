@@ -56,4 +56,7 @@ def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
     check_draft(draft, target_logits)
     if sampling.greedy:
         return verify_greedy(draft, target_logits)
+    # Sampling rules run on the CPU, where the engine's generator lives and where they are tested; on a GPU
+    # this costs one [n+1, vocab] copy per step (greedy above only reads the argmax and stays on the device).
+    draft, target_logits = draft.cpu(), target_logits.cpu()
     return VERIFY_RULES[rule](draft, logits_to_probs(target_logits, sampling), generator)

@@ -54,10 +54,16 @@ def _renormalise(weights: Tensor) -> Tensor:
     return weights / weights.sum(-1, keepdim=True)
 
 
+def uniforms_like(shape, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """U(0,1) draws of `shape` on `device`, taken from `generator` on the generator's own device. The engine's
+    generator lives on the CPU, so a seed gives the same draws whether the model runs on a CPU or a GPU."""
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=where).to(device)
+
+
 def sample(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Draw one token per row of ``probs`` [..., vocab] (rows need not be normalised); returns [...]."""
-    uniforms = torch.rand(probs.shape[:-1], generator=generator, device=probs.device)
-    return sample_from_uniforms(probs, uniforms)
+    return sample_from_uniforms(probs, uniforms_like(probs.shape[:-1], generator, probs.device))
 
 
 def sample_from_uniforms(probs: Tensor, uniforms: Tensor) -> Tensor:

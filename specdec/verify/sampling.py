@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from specdec.verify.checks import check_chain_batch
-from specdec.verify.probs import sample_from_uniforms
+from specdec.verify.probs import sample_from_uniforms, uniforms_like
 
 
 def verify_chain_sampling_batched(draft_tokens: Tensor, draft_probs: Tensor | None, target_probs: Tensor,
@@ -26,7 +26,7 @@ def verify_chain_sampling_batched(draft_tokens: Tensor, draft_probs: Tensor | No
     """
     # draft_tokens: [batch, k]; draft_probs: [batch, k, vocab] | None; target_probs: [batch, k+1, vocab]
     batch, k = draft_tokens.shape[0], draft_tokens.shape[-1]
-    uniforms = torch.rand(batch, k + 1, generator=generator, device=target_probs.device)
+    uniforms = uniforms_like((batch, k + 1), generator, target_probs.device)
     return verify_chain_sampling_from_uniforms(draft_tokens, draft_probs, target_probs, uniforms)
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from specdec.types import Draft, VerifyResult
 from specdec.verify.checks import check_chain_batch, check_draft, check_parents
 from specdec.verify.paths import children_lists, result_from_path
-from specdec.verify.probs import sample_from_uniforms
+from specdec.verify.probs import sample_from_uniforms, uniforms_like
 
 _EMPTY_MASS = 1e-12   # a residual with less mass than this is treated as all-zero (numerical noise)
 
@@ -42,7 +42,7 @@ def verify_tree_sampling(draft: Draft, target_probs: Tensor,
     tested at most once), uniforms[n] draws the recovered / bonus token.
     """
     # target_probs: [n+1, vocab]
-    uniforms = torch.rand(draft.size + 1, generator=generator, device=target_probs.device)
+    uniforms = uniforms_like((draft.size + 1,), generator, target_probs.device)
     return verify_tree_sampling_from_uniforms(draft, target_probs, uniforms)
 
 
@@ -82,7 +82,7 @@ def verify_tree_sampling_batched(draft_tokens: Tensor, parents: Tensor, draft_pr
     """
     # draft_tokens: [batch, n]; parents: [n]; draft_probs: [batch, n, vocab] | None; target_probs: [batch, n+1, vocab]
     batch, n = draft_tokens.shape
-    uniforms = torch.rand(batch, n + 1, generator=generator, device=target_probs.device)
+    uniforms = uniforms_like((batch, n + 1), generator, target_probs.device)
     return verify_tree_sampling_batched_from_uniforms(draft_tokens, parents, draft_probs, target_probs, uniforms)
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from specdec.types import Draft, VerifyResult
 from specdec.verify.checks import check_draft
 from specdec.verify.paths import result_from_path
-from specdec.verify.probs import sample_from_uniforms
+from specdec.verify.probs import sample_from_uniforms, uniforms_like
 
 
 def verify_typical(draft: Draft, target_probs: Tensor, generator: torch.Generator | None = None,
@@ -28,7 +28,7 @@ def verify_typical(draft: Draft, target_probs: Tensor, generator: torch.Generato
     Draws one uniform from ``generator`` for the next token.
     """
     # target_probs: [n+1, vocab]
-    uniform = torch.rand((), generator=generator, device=target_probs.device)
+    uniform = uniforms_like((), generator, target_probs.device)
     return verify_typical_from_uniform(draft, target_probs, uniform, posterior_threshold, posterior_alpha)
 
 

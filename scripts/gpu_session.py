@@ -1,0 +1,198 @@
+"""One time-boxed GPU session: train drafters for the default target on the GPU, then check CUDA correctness
+and time every method with `specdec bench --device cuda`.
+
+    python scripts/gpu_session.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --prompts prompts.jsonl \
+        [--responses responses.jsonl] --out DIR --budget 480
+
+prompts.jsonl holds {"group", "source", "text"} lines (made from the training data by `load_prompts`, in
+round-robin group order so that a run cut by its deadline stays balanced); --responses seeds the cache with
+answers generated earlier. Stages, each given a share of the budget and each writing its results as it ends:
+
+1. responses: the target answers prompts greedily (transformers, batched on the GPU) until its deadline;
+2. eagle, then medusa: features once, a 40-step run to measure the step time, then as many steps as the
+   stage's time allows (the cosine schedule is sized to that count, so the run is complete, not cut);
+3. bench on cuda: vanilla, pld, lookahead, the new eagle and medusa, and transformers' generate, 2 Spec-Bench
+   questions per group, 128 tokens, greedy. Its identical-to-vanilla column is the CUDA correctness check;
+   a short sampled generation per method checks the sampling path runs on the GPU.
+
+Made for a machine without network access: the GGUF is given as a file and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--prompts", required=True)
+    ap.add_argument("--responses", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default="/tmp/specdec-gpu")
+    ap.add_argument("--budget", type=float, default=480, help="seconds for the whole session")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--kinds", default="eagle,medusa")
+    ap.add_argument("--bench-per-category", type=int, default=2)
+    ap.add_argument("--bench-tokens", type=int, default=128)
+    ap.add_argument("--shares", default="0.30,0.22,0.10,0.38",
+                    help="budget shares: responses, eagle, medusa, bench")
+    args = ap.parse_args()
+    start = time.monotonic()
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    shares = [float(x) for x in args.shares.split(",")]
+    report: dict = {"budget_s": args.budget, "stages": {}}
+
+    def save_report():
+        (out / "session.json").write_text(json.dumps(report, indent=1))
+
+    from specdec.models.load import load_model
+    t = time.monotonic()
+    target = load_model(args.gguf, device=args.device)
+    report["env"] = {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
+                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                     "load_s": round(time.monotonic() - t, 1)}
+    log(f"target loaded: {report['env']}")
+    save_report()
+
+    deadline = start + shares[0] * args.budget
+    records = stage(report, "responses", lambda: responses(target, args, work, deadline))
+    save_report()
+    drafters = {}
+    for kind, share in zip(args.kinds.split(","), shares[1:3]):
+        if not kind or not records:
+            continue
+        stop = time.monotonic() + share * args.budget
+        drafters[kind] = stage(report, kind, lambda: train(kind, target, records, work, out, stop))
+        save_report()
+    del target
+    torch.cuda.empty_cache()
+    bench_stop = start + args.budget - 15
+    stage(report, "bench", lambda: bench(args, drafters, work, out, bench_stop))
+    stage(report, "sampling", lambda: sampling_check(args, drafters, bench_stop + 10))
+    report["total_s"] = round(time.monotonic() - start, 1)
+    save_report()
+    log("done")
+    return 0
+
+
+def stage(report: dict, name: str, fn):
+    t = time.monotonic()
+    log(f"stage {name}")
+    try:
+        result = fn()
+        report["stages"][name] = {"ok": True, "seconds": round(time.monotonic() - t, 1)}
+        if isinstance(result, dict):
+            report["stages"][name]["result"] = result
+        return result
+    except Exception as e:                                   # report and go on: later stages may still run
+        traceback.print_exc()
+        report["stages"][name] = {"ok": False, "seconds": round(time.monotonic() - t, 1),
+                                  "error": f"{type(e).__name__}: {e}"}
+        return None
+
+
+def responses(target, args, work: Path, deadline: float) -> list[dict]:
+    from specdec.train.prompts import Prompt
+    from specdec.train.responses import generate_responses
+    prompts = [Prompt(**json.loads(line)) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    path = work / "responses.jsonl"
+    if args.responses and not path.exists():
+        shutil.copy(args.responses, path)
+    chunk = 512
+    for i in range(0, len(prompts), chunk):
+        if time.monotonic() > deadline:
+            break
+        t = time.monotonic()
+        generate_responses(target, prompts[i:i + chunk], path, max_new_tokens=128, max_prompt_tokens=1024)
+        log(f"responses: {i + chunk} prompts done, chunk {time.monotonic() - t:.1f}s")
+    records = generate_responses(target, prompts, path, max_new_tokens=128, max_prompt_tokens=1024,
+                                 generate=False)
+    log(f"responses: {len(records)} records, {sum(len(r['response_ids']) for r in records)} response tokens")
+    return records
+
+
+def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: float) -> Path:
+    from specdec.train.loop import LoopConfig
+    from specdec.train.pipeline import TrainSettings, train_drafter
+
+    def settings(steps: int, eval_every: int) -> TrainSettings:
+        loop = LoopConfig(steps=steps, lr=1e-3, token_budget=8192, eval_every=eval_every, checkpoint_every=10_000)
+        return TrainSettings(draft_vocab=8192, heads=4, unroll=3, eval_prompts=3, work_dir=work, loop=loop)
+
+    t = time.monotonic()
+    shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
+    shutil.rmtree(out / kind, ignore_errors=True)
+    train_drafter(kind, target, records, work / f"{kind}-probe", settings(40, 40), progress=False)
+    probe = json.loads((work / f"{kind}-probe" / "config.json").read_text())["training"]
+    per_step = probe["train_seconds_this_run"] / 40
+    left = stop - time.monotonic() - 25                       # evaluation and the decode check at the end
+    steps = max(100, int(left / per_step))
+    log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
+    command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind} --steps {steps} --lr 1e-3 "
+               f"--token-budget 8192 --draft-vocab 8192 on {len(records)} self-answered prompts, {device_name(target)}")
+    summary = train_drafter(kind, target, records, out / kind, settings(steps, max(1, steps // 5)),
+                            progress=False, command=command)
+    log(f"{kind}: {json.dumps(summary.get('held_out_metrics'))} decode {summary.get('decode_eval')}")
+    (out / kind / "run" / "checkpoint.pt").unlink(missing_ok=True)     # optimiser state: not worth bringing back
+    return out / kind
+
+
+def device_name(target) -> str:
+    dev = target.runtime.device
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def bench(args, drafters: dict, work: Path, out: Path, stop: float) -> None:
+    methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v]
+    cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.gguf, "--device", args.device,
+           "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category",
+           str(args.bench_per_category), "--max-new-tokens", str(args.bench_tokens), "--out", str(out / "bench"), "--quiet"]
+    for k, v in drafters.items():
+        if v:
+            cmd += ["--method-option", f"{k}:drafter={v}"]
+    log(" ".join(cmd))
+    subprocess.run(cmd, cwd=ROOT, timeout=max(30, stop - time.monotonic()), check=True)
+
+
+def sampling_check(args, drafters: dict, stop: float) -> dict:
+    """Sampled generation on the GPU for each method: it must run and finish (the distribution itself is
+    tested on the CPU, where the engine's generator lives)."""
+    from specdec.config import SamplingParams
+    from specdec.drafters import make_drafter
+    from specdec.engine import SpeculativeDecoder
+    from specdec.models.load import load_model
+    target = load_model(args.gguf, device=args.device, quiet=True)
+    done = {}
+    for method in ["vanilla", "pld", "lookahead"] + [k for k, v in drafters.items() if v]:
+        if time.monotonic() > stop:
+            break
+        opts = {"drafter": str(drafters[method])} if drafters.get(method) else {}
+        drafter = None if method == "vanilla" else make_drafter(method, target, opts)
+        r = SpeculativeDecoder(target, drafter).generate("Write a haiku about the sea.", 32,
+                                                         SamplingParams(temperature=0.8, top_p=0.95, seed=1))
+        done[method] = r.stats.new_tokens
+    log(f"sampling on {args.device}: {done}")
+    return done
+
+
+if __name__ == "__main__":
+    sys.exit(main())
