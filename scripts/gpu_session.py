@@ -142,8 +142,8 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
     shutil.rmtree(out / kind, ignore_errors=True)
     train_drafter(kind, target, records, work / f"{kind}-probe", settings(40, 40), progress=False)
-    probe = json.loads((work / f"{kind}-probe" / "config.json").read_text())["training"]
-    per_step = probe["train_seconds_this_run"] / 40
+    probe_log = (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()
+    per_step = json.loads(probe_log[-1])["seconds"] / 40          # logged before the held-out evaluation
     left = stop - time.monotonic() - 25                       # evaluation and the decode check at the end
     steps = max(100, int(left / per_step))
     log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")

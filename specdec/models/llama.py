@@ -132,5 +132,5 @@ class LlamaRuntime:
         q = q.reshape(bsz, c.num_kv_heads, group * t, c.head_dim)
         m = None if mask is None else mask.repeat(group, 1)           # [group * t, start + t]
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
-        o = o.view(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
+        o = o.reshape(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
         return layer["o"](o)
