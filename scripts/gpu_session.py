@@ -74,36 +74,36 @@ def main() -> int:
     save_report()
 
     deadline = start + shares[0] * args.budget
-    records = stage(report, "responses", lambda: responses(target, args, work, deadline))
+    records = stage(report, "responses", responses, target, args, work, deadline)
     save_report()
     drafters = {}
     for kind, share in zip(args.kinds.split(","), shares[1:3]):
         if not kind or not records:
             continue
         stop = time.monotonic() + share * args.budget
-        drafters[kind] = stage(report, kind, lambda: train(kind, target, records, work, out, stop))
+        drafters[kind] = stage(report, kind, train, kind, target, records, work, out, stop)
         save_report()
     del target
     torch.cuda.empty_cache()
     bench_stop = start + args.budget - 15
-    stage(report, "bench", lambda: bench(args, drafters, work, out, bench_stop))
-    stage(report, "sampling", lambda: sampling_check(args, drafters, bench_stop + 10))
+    stage(report, "bench", bench, args, drafters, out, bench_stop)
+    stage(report, "sampling", sampling_check, args, drafters, bench_stop + 10)
     report["total_s"] = round(time.monotonic() - start, 1)
     save_report()
     log("done")
     return 0
 
 
-def stage(report: dict, name: str, fn):
+def stage(report: dict, name: str, fn, *fn_args):
     t = time.monotonic()
     log(f"stage {name}")
     try:
-        result = fn()
+        result = fn(*fn_args)
         report["stages"][name] = {"ok": True, "seconds": round(time.monotonic() - t, 1)}
         if isinstance(result, dict):
             report["stages"][name]["result"] = result
         return result
-    except Exception as e:                                   # report and go on: later stages may still run
+    except Exception as e:  # noqa: BLE001 -- report and go on: later stages may still run
         traceback.print_exc()
         report["stages"][name] = {"ok": False, "seconds": round(time.monotonic() - t, 1),
                                   "error": f"{type(e).__name__}: {e}"}
@@ -161,7 +161,7 @@ def device_name(target) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
-def bench(args, drafters: dict, work: Path, out: Path, stop: float) -> None:
+def bench(args, drafters: dict, out: Path, stop: float) -> None:
     methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v]
     cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.gguf, "--device", args.device,
            "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category",
