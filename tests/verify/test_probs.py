@@ -92,3 +92,13 @@ def test_sample_distribution():
     trials = 100_000
     tokens = sample(probs.expand(trials, 5), torch.Generator().manual_seed(11))
     assert tv_distance(tokens, probs) < tv_bound(5, trials)
+
+
+def test_uniforms_come_from_the_generator_on_its_own_device():
+    """The engine's generator lives on the CPU; draws for a model on another device must come from it (not
+    fail), and equal the CPU draws, so a seed samples alike on a CPU and a GPU."""
+    from specdec.verify.probs import uniforms_like
+    a = uniforms_like((3, 4), torch.Generator().manual_seed(7), torch.device("cpu"))
+    b = torch.rand((3, 4), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert uniforms_like((), None, torch.device("cpu")).shape == ()
