@@ -80,8 +80,8 @@ def _generate_batch(model, batch: list[tuple[Prompt, list[int]]], pad: int, eos:
         input_ids[i, width - len(ids):] = torch.tensor(ids)
         attention[i, width - len(ids):] = 1
     device = next(model.parameters()).device
-    out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
-                         do_sample=False, eos_token_id=eos, pad_token_id=pad)
+    out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                         max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=pad)
     recs = []
     for i, (p, ids) in enumerate(batch):
         new = out[i, width:].cpu().tolist()
