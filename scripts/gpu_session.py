@@ -2,18 +2,20 @@
 and time every method with `specdec bench --device cuda`.
 
     python scripts/gpu_session.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --prompts prompts.jsonl \
-        [--responses responses.jsonl] --out DIR --budget 480
+        [--responses responses.jsonl] --out DIR --plan responses=80,eagle=300,medusa=30,distilled=50,bench=0
 
 prompts.jsonl holds {"group", "source", "text"} lines (made from the training data by `load_prompts`, in
 round-robin group order so that a run cut by its deadline stays balanced); --responses seeds the cache with
-answers generated earlier. Stages, each given a share of the budget and each writing its results as it ends:
+answers generated earlier. --plan gives each stage its seconds (0 or absent: skipped); each stage ends by its
+deadline and writes its results as it ends:
 
 1. responses: the target answers prompts greedily (transformers, batched on the GPU) until its deadline;
-2. eagle, then medusa: features once, a 40-step run to measure the step time, then as many steps as the
-   stage's time allows (the cosine schedule is sized to that count, so the run is complete, not cut);
-3. bench on cuda: vanilla, pld, lookahead, the new eagle and medusa, and transformers' generate, 2 Spec-Bench
-   questions per group, 128 tokens, greedy. Its identical-to-vanilla column is the CUDA correctness check;
-   a short sampled generation per method checks the sampling path runs on the GPU.
+2. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
+   time (evaluations left out), then as many steps as the stage's time allows (the cosine schedule is sized to
+   that count, so the run is complete, not cut);
+3. bench on cuda: vanilla, pld, lookahead, the new drafters and transformers' generate, Spec-Bench questions,
+   greedy. Its identical-to-vanilla column is the CUDA correctness check;
+4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
 
 Made for a machine without network access: the GGUF is given as a file and nothing is downloaded.
 """
@@ -46,20 +48,18 @@ def main() -> int:
     ap.add_argument("--responses", default=None)
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/specdec-gpu")
-    ap.add_argument("--budget", type=float, default=480, help="seconds for the whole session")
+    ap.add_argument("--plan", default="responses=80,eagle=300,medusa=30,distilled=50,bench=120",
+                    help="seconds per stage, in order: responses, eagle, medusa, distilled, bench (0: skip)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--kinds", default="eagle,medusa")
     ap.add_argument("--bench-per-category", type=int, default=2)
     ap.add_argument("--bench-tokens", type=int, default=128)
-    ap.add_argument("--shares", default="0.30,0.22,0.10,0.38",
-                    help="budget shares: responses, eagle, medusa, bench")
     args = ap.parse_args()
     start = time.monotonic()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    shares = [float(x) for x in args.shares.split(",")]
-    report: dict = {"budget_s": args.budget, "stages": {}}
+    plan = {k: float(v) for k, v in (item.split("=") for item in args.plan.split(","))}
+    report: dict = {"plan_s": plan, "stages": {}}
 
     def save_report():
         (out / "session.json").write_text(json.dumps(report, indent=1))
@@ -73,21 +73,21 @@ def main() -> int:
     log(f"target loaded: {report['env']}")
     save_report()
 
-    deadline = start + shares[0] * args.budget
+    deadline = time.monotonic() + plan.get("responses", 0)
     records = stage(report, "responses", responses, target, args, work, deadline)
     save_report()
     drafters = {}
-    for kind, share in zip(args.kinds.split(","), shares[1:3]):
-        if not kind or not records:
-            continue
-        stop = time.monotonic() + share * args.budget
-        drafters[kind] = stage(report, kind, train, kind, target, records, work, out, stop)
-        save_report()
+    for kind in ("eagle", "medusa", "distilled"):
+        deadline += plan.get(kind, 0)
+        if plan.get(kind, 0) > 0 and records:
+            drafters[kind] = stage(report, kind, train, kind, target, records, work, out, deadline)
+            save_report()
     del target
     torch.cuda.empty_cache()
-    bench_stop = start + args.budget - 15
-    stage(report, "bench", bench, args, drafters, out, bench_stop)
-    stage(report, "sampling", sampling_check, args, drafters, bench_stop + 10)
+    if plan.get("bench", 0) > 0:
+        deadline += plan["bench"]
+        stage(report, "bench", bench, args, drafters, out, deadline)
+    stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + 15)
     report["total_s"] = round(time.monotonic() - start, 1)
     save_report()
     log("done")
@@ -141,11 +141,11 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     t = time.monotonic()
     shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
     shutil.rmtree(out / kind, ignore_errors=True)
-    train_drafter(kind, target, records, work / f"{kind}-probe", settings(40, 40), progress=False)
-    probe_log = (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()
-    per_step = json.loads(probe_log[-1])["seconds"] / 40          # logged before the held-out evaluation
-    left = stop - time.monotonic() - 25                       # evaluation and the decode check at the end
-    steps = max(100, int(left / per_step))
+    train_drafter(kind, target, records, work / f"{kind}-probe", settings(30, 10), progress=False)
+    probe = [json.loads(line) for line in (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()]
+    per_step = (probe[-1]["train_seconds"] - probe[0]["train_seconds"]) / 20    # first 10 steps: warm-up
+    left = stop - time.monotonic() - 30                       # evaluations and the decode check
+    steps = max(50, int(left / per_step))
     log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
     command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind} --steps {steps} --lr 1e-3 "
                f"--token-budget 8192 --draft-vocab 8192 on {len(records)} self-answered prompts, {device_name(target)}")

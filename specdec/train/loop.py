@@ -78,7 +78,7 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
     lengths = [len(crop(s, cfg.keep_prompt).tokens) for s in train]
     plan, epoch, pos = _position(lengths, cfg, step)
     bar = _bar(progress, cfg.steps, step)
-    started, done_here = time.perf_counter(), 0
+    started, done_here, eval_s = time.perf_counter(), 0, 0.0
     while step < cfg.steps:
         if pos >= len(plan):
             epoch, pos = epoch + 1, 0
@@ -100,9 +100,12 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()})
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            record = {"step": step, "seconds": round(time.perf_counter() - started, 1),
+            now = time.perf_counter()
+            record = {"step": step, "seconds": round(now - started, 1),
+                      "train_seconds": round(now - started - eval_s, 2),      # steps alone, evaluations left out
                       **{f"train_{k}": round(v, 4) for k, v in metrics.items()},
                       **evaluate(objective, held_out, cfg)}
+            eval_s += time.perf_counter() - now
             log.append(record)
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
