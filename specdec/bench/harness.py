@@ -64,7 +64,7 @@ def run_bench(cfg: BenchConfig, on_unit=None) -> dict:
     store = ResultsFile(out / "results.jsonl")
     from specdec.models.load import load_model
     target = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, quiet=not cfg.progress)
-    runners = {m: NativeRunner(target, m, cfg.method_options.get(m)) for m in methods}
+    runners = {m: NativeRunner(target, base_method(m), cfg.method_options.get(m)) for m in methods}
     hf_runners, notes = make_baselines(list(cfg.baselines), target, assistant=cfg.assistant, dtype=cfg.dtype,
                                        device=cfg.device)
     runners.update(hf_runners)
@@ -73,13 +73,19 @@ def run_bench(cfg: BenchConfig, on_unit=None) -> dict:
     return write_reports(cfg, target, records, list(runners), notes)
 
 
+def base_method(name: str) -> str:
+    """'eagle@fixed' -> 'eagle': a variant runs its method with the options given to the variant's full name
+    (--method-option eagle@fixed:fit=false), so one run can compare settings of one method side by side."""
+    return name.partition("@")[0]
+
+
 def _native_methods(cfg: BenchConfig) -> list[str]:
     from specdec.drafters import method_names
     methods = list(dict.fromkeys([REFERENCE, *cfg.methods]))       # vanilla is always measured, first
     for m in methods:
-        if m not in method_names() and ":" not in m:
+        if base_method(m) not in method_names() and ":" not in m:
             raise ConfigError(f"method {m!r} is unknown; accepted: {', '.join(method_names())} "
-                              f"or package.module:factory")
+                              f"or package.module:factory, optionally as a variant NAME@LABEL")
     for m in cfg.method_options:
         if m not in methods:
             raise ConfigError(f"--method-option names method {m!r}, which is not benchmarked; accepted: "

@@ -13,7 +13,8 @@ from specdec.errors import ConfigError
 def add_bench_arguments(p) -> None:
     """The bench-specific flags (model and sampling flags are shared with `generate`, added by the CLI)."""
     p.add_argument("--methods", default="vanilla,pld",
-                   help="comma-separated native methods (see `specdec methods`); vanilla always runs as reference")
+                   help="comma-separated native methods (see `specdec methods`), or variants NAME@LABEL with their own "
+                        "--method-option NAME@LABEL:KEY=VALUE; vanilla always runs as reference")
     p.add_argument("--method-option", dest="method_options", action="append", default=[],
                    metavar="METHOD:KEY=VALUE", help="drafter option for one method, e.g. pld:max_ngram=4 (repeatable)")
     p.add_argument("--baselines", default="",

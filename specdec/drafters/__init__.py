@@ -7,7 +7,7 @@ to plug in a drafter that lives outside specdec (the factory takes the same argu
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from specdec.drafters.base import DecodeState, NoDraft, Proposer
 from specdec.errors import ConfigError

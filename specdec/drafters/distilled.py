@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from specdec.drafters import register
+from specdec.drafters.cost import fit_costs
 from specdec.drafters.draft_model import DraftModelDrafter
 from specdec.drafters.trained import resolve
 from specdec.heads.distilled import DistilledNet
@@ -61,11 +62,11 @@ def build_distilled(config: dict, state: dict) -> DistilledNet:
 
 
 @register("distilled", "a small draft model distilled from the target (-o drafter=DIR; shipped for smollm2-135m)")
-def make_distilled(target, drafter: str | None = None, **options) -> DraftModelDrafter:
+def make_distilled(target, drafter: str | None = None, fit: bool = True, **options) -> DraftModelDrafter:
     config, state, where = resolve(target, "distilled", drafter)
     rt = target.runtime
     net = build_distilled(config, state).to(device=rt.device, dtype=rt.dtype)
     model = _DraftModel(f"distilled:{where}", DistilledRuntime(net, rt.embed, rt.vocab_size))
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)
-    return DraftModelDrafter(model, target_vocab=rt.vocab_size, **defaults)
+    return DraftModelDrafter(model, target_vocab=rt.vocab_size, costs=fit_costs(target, fit), **defaults)

@@ -5,15 +5,25 @@ prefix it shares with the committed tokens, catches up on the new ones, then dra
 its distribution, so sampling stays exact with draft_probs) or, with ``branches > 1``, a tree grown level by
 level from the top-``branches`` children of the best ``width`` nodes by cumulative draft probability, all
 nodes of a level scored in one tree-masked pass (deterministic top-k children: draft_probs None).
+
+With `costs` (the `fit` option), a chain's length is chosen per step from the target's measured verification
+cost curve (specdec/drafters/cost.py) instead of the draft-length schedule: the chain keeps the prefix with the
+highest expected tokens per second, a token's expected acceptance taken as the product of the draft
+probabilities of the chain up to it, and drafting stops as soon as even a certain next token could not raise
+that rate. The decision reads only the draft's own tokens and probabilities, so sampling stays exact.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
+from specdec.drafters.cost import CostCurve, fit_costs
 from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
 from specdec.tree import tree_inputs
@@ -37,7 +47,8 @@ class DraftModelDrafter:
     hidden_layers: tuple[int, ...] = ()
 
     def __init__(self, draft, *, num_draft: int = 4, adaptive: bool = True, branches: int = 1, width: int = 4,
-                 max_draft: int = 12, target_vocab: int | None = None):
+                 max_draft: int = 12, target_vocab: int | None = None,
+                 costs: Callable[[], CostCurve] | None = None):
         if branches < 1 or width < 1:
             raise ConfigError(f"branches={branches}, width={width}; accepted: integers >= 1")
         if branches > 1 and not draft.runtime.supports_tree:
@@ -46,6 +57,7 @@ class DraftModelDrafter:
         self.branches, self.width = branches, width
         self.vocab = target_vocab or self.rt.vocab_size
         self.schedule = DraftLength(num_draft, adaptive, maximum=max(max_draft, num_draft))
+        self.costs = costs if branches == 1 else None    # chains only: trees keep their level budget
         self.cache, self.cached = None, []       # cached: the tokens whose KV the draft cache holds
         self._depth = 0
 
@@ -76,26 +88,48 @@ class DraftModelDrafter:
         return self._logits(out.logits[0, -1])
 
     def propose(self, state: DecodeState) -> Draft:
-        depth = min(self.schedule.length, state.max_depth, state.max_nodes)
+        started = time.perf_counter()
+        limit = self.schedule.maximum if self.costs is not None else self.schedule.length
+        depth = min(limit, state.max_depth, state.max_nodes)
         if depth <= 0:
             self._depth = 0
             return Draft.chain(torch.zeros(0, dtype=torch.long))
         logits = self._catch_up(state.tokens, room=state.max_nodes + 1)   # the whole request fits from the start
-        draft = self._chain(logits, depth, state) if self.branches == 1 else self._tree(logits, depth, state)
+        draft = (self._chain(logits, depth, state, started) if self.branches == 1
+                 else self._tree(logits, depth, state))
         self.cache.crop(len(self.cached))                # forget draft positions; the root stays cached
         self._depth = int(draft.depths().max()) if draft.size else 0
         return draft
 
-    def _chain(self, logits: Tensor, depth: int, state: DecodeState) -> Draft:
+    def _chain(self, logits: Tensor, depth: int, state: DecodeState, started: float) -> Draft:
         tokens, probs = [], []
+        curve = self.costs() if self.costs is not None else None
+        reach, expected, best_n, best_rate, step_s = 1.0, 1.0, 0, 0.0, 0.0
         for i in range(depth):
             p = logits_to_probs(logits, state.sampling)                    # [vocab]
             tok = int(p.argmax()) if state.sampling.greedy else int(sample(p, state.generator))
             tokens.append(tok)
             probs.append(p)
+            if curve is not None:
+                if i == 0:
+                    best_rate = 1.0 / (time.perf_counter() - started + curve(1))      # drafting nothing
+                # estimated chance the chain survives to this token (greedy p is one-hot: use the softmax)
+                reach *= float(torch.softmax(logits, -1)[tok] if state.sampling.greedy else p[tok])
+                expected += reach
+                elapsed = time.perf_counter() - started
+                if expected / (elapsed + curve(i + 2)) > best_rate:
+                    best_n, best_rate = i + 1, expected / (elapsed + curve(i + 2))
+                if (expected + reach) / (elapsed + step_s + curve(i + 3)) <= best_rate:
+                    break                              # not even a certain next token would pay
             if i + 1 < depth:
+                t0 = time.perf_counter()
                 out = self.rt.forward(torch.tensor([[tok]], device=self.rt.device), self.cache, logits="last")
                 logits = self._logits(out.logits[0, -1])
+                step_s = time.perf_counter() - t0
+        if curve is not None:
+            tokens, probs = tokens[:best_n], probs[:best_n]
+        if not tokens:
+            return Draft.chain(torch.zeros(0, dtype=torch.long))
         draft_probs = None if state.sampling.greedy else torch.stack(probs)
         return Draft.chain(torch.tensor(tokens, dtype=torch.long), draft_probs)
 
@@ -139,11 +173,13 @@ class DraftModelDrafter:
 
 
 @register("draft", "an independent draft model with the target's tokenizer (-o model=NAME), chains or trees")
-def make_draft(target, model: str | None = None, dtype: str = "float32", **options) -> DraftModelDrafter:
+def make_draft(target, model: str | None = None, dtype: str = "float32", fit: bool = False,
+               **options) -> DraftModelDrafter:
     if model is None:
         raise ConfigError("method 'draft' needs a draft model: -o model=NAME (a registry name, .gguf file, "
                           "Hugging Face directory or hub id) with the target's tokenizer")
     from specdec.models.load import load_model
     draft = load_model(model, dtype=dtype, device=str(target.runtime.device), quiet=True)
     check_same_vocabulary(target, draft)
-    return DraftModelDrafter(draft, target_vocab=target.runtime.vocab_size, **options)
+    return DraftModelDrafter(draft, target_vocab=target.runtime.vocab_size, costs=fit_costs(target, fit), **options)
+

@@ -3,18 +3,26 @@
 The feature head (specdec/heads/eagle.py) keeps its own one-layer KV cache over the committed positions. Each
 step it first appends the features the target just produced (paired with the tokens that follow them), then
 grows a tree: level by level, the `topk` nodes with the highest cumulative draft log-probability are run
-through the head together (tree-masked) and each proposes its `topk` best children; finally the `nodes` best
-nodes of all levels form the draft (a child never scores above its parent, so the set is closed under
-ancestors). Children are deterministic top-k picks, so the draft carries no draft_probs.
+through the head together (tree-masked) and each proposes its `topk` best children; finally the best nodes of
+all levels form the draft (a child never scores above its parent, so the set is closed under ancestors): at
+most `nodes` of them, and with `fit` (the default) only as many as maximise expected tokens per second under the
+target's measured verification cost curve (specdec/drafters/cost.py), each node's expected acceptance taken as
+its cumulative draft probability (EAGLE-2's observation that draft confidence tracks acceptance). Children are
+deterministic top-k picks, so the draft carries no draft_probs.
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
+from specdec.drafters.cost import CostCurve, best_size, fit_costs
 from specdec.drafters.trained import resolve
 from specdec.errors import ConfigError
 from specdec.heads.eagle import EagleNet
@@ -26,12 +34,14 @@ from specdec.types import Draft, VerifyResult
 class EagleDrafter:
     hidden_layers: tuple[int, ...] = (-1,)
 
-    def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16):
+    def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16,
+                 costs: Callable[[], CostCurve] | None = None):
         for name, v in (("depth", depth), ("topk", topk), ("nodes", nodes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"eagle option {name}={v!r} is invalid; accepted: an integer >= 1")
         self.net, self.embed = net.eval(), embed           # embed: the target's [vocab, hidden]
         self.depth, self.topk, self.nodes = depth, topk, nodes
+        self.costs = costs                                 # None: always `nodes` nodes (fixed size)
         self.cache: KVCache | None = None
         self.entries = 0                                   # committed positions the head's cache holds
         self.last: Tensor | None = None                    # [hidden] predicted feature at the root
@@ -41,6 +51,7 @@ class EagleDrafter:
 
     @torch.inference_mode()
     def propose(self, state: DecodeState) -> Draft:
+        started = time.perf_counter()
         self._catch_up(state)
         budget = min(self.nodes, state.max_nodes)
         depth = min(self.depth, state.max_depth)
@@ -48,6 +59,9 @@ class EagleDrafter:
             return Draft.chain(torch.zeros(0, dtype=torch.long))
         tokens, parents, scores = self._grow(depth, budget)
         self.cache.crop(self.entries)
+        if self.costs is not None:
+            best = sorted(scores, reverse=True)[:budget]
+            budget = best_size([math.exp(v) for v in best], self.costs(), time.perf_counter() - started)
         return _select(tokens, parents, scores, budget)
 
     def _catch_up(self, state: DecodeState) -> None:
@@ -127,9 +141,10 @@ def build_eagle(config: dict, state: dict, dtype: torch.dtype = torch.float32) -
 
 
 @register("eagle", "EAGLE-2 feature head with dynamic draft trees (-o drafter=DIR; shipped for smollm2-135m)")
-def make_eagle(target, drafter: str | None = None, **options) -> EagleDrafter:
+def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) -> EagleDrafter:
+    costs = fit_costs(target, fit)
     config, state, _ = resolve(target, "eagle", drafter)
     net = build_eagle(config, state, target.runtime.dtype).to(target.runtime.device)
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)
-    return EagleDrafter(net, target.runtime.embed, **defaults)
+    return EagleDrafter(net, target.runtime.embed, costs=costs, **defaults)

@@ -3,18 +3,23 @@ in a static candidate tree.
 
 The tree is a set of paths of candidate ranks, e.g. (0, 1) = head 1's best token, then head 2's second best.
 It is chosen from the heads' measured top-k accuracies on held-out data (stored with the trained heads): a
-path's value is the product of its ranks' accuracies, and the `nodes` most valuable paths form the tree (a
-path never beats its prefix, so the set is closed under prefixes). Candidates are deterministic top-k picks.
+path's value is the product of its ranks' accuracies, and the most valuable paths form the tree (a path never
+beats its prefix, so the set is closed under prefixes): at most `nodes`, and with `fit` (the default) only as
+many as maximise expected tokens per second under the target's measured verification cost curve
+(specdec/drafters/cost.py), a path's value being its expected acceptance. Candidates are deterministic top-k
+picks.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 
 import torch
 
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
+from specdec.drafters.cost import best_size, fit_costs
 from specdec.drafters.trained import resolve
 from specdec.errors import ConfigError
 from specdec.heads.medusa import MedusaNet
@@ -23,7 +28,7 @@ from specdec.types import Draft, VerifyResult
 
 def tree_from_accuracies(accuracy: list[list[float]], nodes: int) -> list[tuple[int, ...]]:
     """The `nodes` paths of highest product accuracy; accuracy[k][r] = P(head k+1's rank-r token is right).
-    Returned in order of selection (every prefix before its extensions)."""
+    Returned in order of selection (every prefix before its extensions), so values never increase."""
     heads, ranks = len(accuracy), len(accuracy[0]) if accuracy else 0
     heap = [(-accuracy[0][r], (r,)) for r in range(ranks)] if heads else []
     heapq.heapify(heap)
@@ -81,11 +86,21 @@ def build_medusa(config: dict, state: dict) -> MedusaNet:
     return net
 
 
+def path_value(accuracy: list[list[float]], path: tuple[int, ...]) -> float:
+    """Expected acceptance of a path: the product of its ranks' accuracies."""
+    return math.prod(accuracy[depth][rank] for depth, rank in enumerate(path))
+
+
 @register("medusa", "Medusa heads with a static tree from measured head accuracies (-o drafter=DIR; -o nodes=N)")
-def make_medusa(target, drafter: str | None = None, nodes: int | None = None) -> MedusaDrafter:
+def make_medusa(target, drafter: str | None = None, nodes: int | None = None, fit: bool = True) -> MedusaDrafter:
     config, state, _ = resolve(target, "medusa", drafter)
     nodes = nodes if nodes is not None else config.get("decode_defaults", {}).get("nodes", 16)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise ConfigError(f"medusa option nodes={nodes!r} is invalid; accepted: an integer >= 1")
+    costs = fit_costs(target, fit)
     net = build_medusa(config, state).to(device=target.runtime.device, dtype=target.runtime.dtype)
-    return MedusaDrafter(net, tree_from_accuracies(config["accuracy"], nodes))
+    paths = tree_from_accuracies(config["accuracy"], nodes)
+    if costs is not None:      # the tree is static: sized once; at least one node, or it would never draft
+        values = [path_value(config["accuracy"], p) for p in paths]
+        paths = paths[:max(1, best_size(values, costs()))]
+    return MedusaDrafter(net, paths)

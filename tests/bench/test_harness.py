@@ -128,3 +128,22 @@ def test_cli_end_to_end_with_method_option(files, tmp_path, capsys):
     assert len(lines) == 3 * 2 and all(r["repeats"] == 2 for r in lines)
     assert "| vanilla |" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["settings"]["method_options"] == {"pld": {"max_ngram": 5}}
+
+
+def test_variants_of_one_method_run_side_by_side_with_their_own_options(files, tmp_path, capsys):
+    model_dir, data = files
+    out = tmp_path / "variants"
+    code = main(["bench", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--quiet",
+                 "--methods", "pld,pld@long", "--method-option", "pld@long:num_draft=8",
+                 "--method-option", "pld@long:adaptive=false", "--categories", "qa", "--per-category", "1",
+                 "--max-new-tokens", "6", "--warmup", "0"])
+    assert code == 0, capsys.readouterr().err
+    lines = _lines(out)
+    assert {r["method"] for r in lines} == {"vanilla", "pld", "pld@long"} and all(r["identical_to_vanilla"]
+                                                                                  for r in lines)
+    assert "| pld@long |" in capsys.readouterr().out
+    options = json.loads((out / "summary.json").read_text())["settings"]["method_options"]
+    assert options == {"pld@long": {"num_draft": 8, "adaptive": False}}
+    code = main(["bench", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "bad"),
+                 "--quiet", "--methods", "nosuch@x"])
+    assert code != 0 and "variant NAME@LABEL" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from specdec.config import SamplingParams
+from specdec.drafters.cost import CostCurve
 from specdec.drafters.draft_model import DraftModelDrafter, check_same_vocabulary
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
@@ -13,6 +14,11 @@ from specdec.models.llama import LlamaRuntime
 from specdec.models.load import LoadedModel
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
+
+
+# Draft length by a cost curve (the `fit` option): shaped like a CPU's (a token more costs ~10% of one), scaled
+# to tiny-model milliseconds so that the draft's own time and confidence both move the choice.
+FIT = {"costs": lambda: CostCurve((1, 2, 4, 8, 16), (2e-3, 2.2e-3, 2.6e-3, 3.4e-3, 5e-3))}
 
 
 def noisy_copy(hf, noise: float, seed: int = 0) -> LoadedModel:
@@ -44,7 +50,8 @@ def test_the_target_as_its_own_draft_is_always_accepted(pair):
 
 
 @pytest.mark.parametrize("options", [{"num_draft": 3}, {"num_draft": 5, "adaptive": False},
-                                     {"num_draft": 3, "branches": 2, "width": 3}])
+                                     {"num_draft": 3, "branches": 2, "width": 3}, {"num_draft": 3, **FIT}],
+                         ids=["adaptive", "fixed", "tree", "fit"])
 def test_greedy_equals_vanilla(pair, options):
     target, hf = pair
     vanilla = SpeculativeDecoder(target)
@@ -57,14 +64,25 @@ def test_greedy_equals_vanilla(pair, options):
     assert accepted > 0
 
 
-@pytest.mark.parametrize("options", [{"num_draft": 3}, {"num_draft": 2, "branches": 2, "width": 2}],
-                         ids=["chain", "tree"])
+@pytest.mark.parametrize("options", [{"num_draft": 3}, {"num_draft": 2, "branches": 2, "width": 2},
+                                     {"num_draft": 3, "max_draft": 4, **FIT}], ids=["chain", "tree", "chain-fit"])
 def test_sampling_keeps_the_target_distribution(options):
     target, hf = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     draft = noisy_copy(hf, 0.5)
     tv, bound = two_token_tv(target, [0, 3, 2], SamplingParams(temperature=0.9, top_k=5),
                              lambda i: DraftModelDrafter(draft, **options), 2500)
     assert tv < bound, (tv, bound)
+
+
+def test_fit_drafts_the_longest_chain_when_verification_is_free_and_none_when_it_is_ruinous(pair):
+    target, hf = pair
+    free = {"costs": lambda: CostCurve((1, 64), (1e3, 1e3))}
+    ruinous = {"costs": lambda: CostCurve((1, 2), (1e-3, 1e3))}
+    vanilla = SpeculativeDecoder(target).generate([1, 2, 3], 30)
+    res = SpeculativeDecoder(target, DraftModelDrafter(noisy_copy(hf, 0.0), max_draft=6, **free)).generate([1, 2, 3], 30)
+    assert res.token_ids == vanilla.token_ids and res.stats.mean_accepted_length > 5.0      # 6 + bonus, to the end
+    res = SpeculativeDecoder(target, DraftModelDrafter(noisy_copy(hf, 0.0), **ruinous)).generate([1, 2, 3], 30)
+    assert res.token_ids == vanilla.token_ids and res.stats.target_forwards == res.stats.emitted_tokens
 
 
 def test_mismatched_vocabularies_are_refused(pair):

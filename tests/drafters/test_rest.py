@@ -16,8 +16,6 @@ from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
 
 
-
-
 def state(tokens, max_depth=10, max_nodes=10):
     return DecodeState(tokens, SamplingParams(), torch.Generator(), max_depth=max_depth, max_nodes=max_nodes)
 

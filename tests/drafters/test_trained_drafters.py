@@ -7,6 +7,7 @@ import torch
 
 from specdec.config import SamplingParams
 from specdec.drafters.base import DecodeState
+from specdec.drafters.cost import CostCurve
 from specdec.drafters.eagle import _select
 from specdec.drafters.medusa import MedusaDrafter, tree_from_accuracies
 from specdec.engine import SpeculativeDecoder
@@ -18,6 +19,8 @@ BUILDERS = {
     "eagle-tree": lambda t, s: eagle_drafter(t, s, depth=4, topk=3, nodes=10),
     "eagle-chain": lambda t, s: eagle_drafter(t, s, depth=5, topk=1, nodes=5),
     "eagle-small-vocab": lambda t, s: eagle_drafter(t, s, draft_vocab=7, depth=3, topk=2, nodes=6),
+    "eagle-fit": lambda t, s: eagle_drafter(t, s, depth=3, topk=2, nodes=6,
+                                            costs=lambda: CostCurve((1, 2, 4, 8), (1.0, 1.02, 1.05, 1.6))),
     "medusa": lambda t, s: medusa_drafter(t, s),
     "medusa-small-vocab": lambda t, s: medusa_drafter(t, s, draft_vocab=6, nodes=5),
     "distilled-chain": lambda t, s: distilled_drafter(t, s, num_draft=3),

@@ -1,0 +1,99 @@
+"""The target's verification cost curve, measured on this machine, and the draft size it favours.
+
+Verifying k tokens costs more than one token, by how much depends on the machine: on the 2-core development CPU
+(float32) 16 tokens cost about 2.2 single-token passes, on an H200 about 1.6 (docs/runtime.md). A fixed tree
+size is therefore right on one machine and wrong on another. Drafters that score their candidates (an expected
+acceptance per node) size each draft to maximise expected tokens per second instead:
+
+    n* = argmax_n (1 + g_1 + ... + g_n) / (draft_seconds + verify_seconds(n + 1))
+
+where g_i is the i-th best candidate's estimated probability of being accepted (candidates in an order where
+every node comes after its parent, so any prefix is a valid tree), 1 counts the token the target adds itself,
+and verify_seconds(n + 1) scores the n drafted tokens plus the root. The curve is timed once per runtime
+(memoised) after a short context, `logits="all"` as verification runs, minimum over a few interleaved rounds,
+made monotone in k.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from specdec.errors import ConfigError
+
+SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+_CURVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    sizes: tuple[int, ...]        # tokens scored in one forward
+    seconds: tuple[float, ...]    # its time, non-decreasing
+
+    def __call__(self, k: float) -> float:
+        """Seconds to verify k tokens: piecewise linear between measured sizes, linear beyond the last two."""
+        s, t = self.sizes, self.seconds
+        if k <= s[0]:
+            return t[0]
+        for i in range(1, len(s)):
+            if k <= s[i] or i == len(s) - 1:
+                return t[i - 1] + (t[i] - t[i - 1]) * (k - s[i - 1]) / (s[i] - s[i - 1])
+        return t[-1]              # unreachable: the loop returns at the last segment
+
+    def relative(self) -> dict[int, float]:
+        return {k: round(v / self.seconds[0], 3) for k, v in zip(self.sizes, self.seconds)}
+
+
+def best_size(gains: list[float], curve: CostCurve, draft_seconds: float = 0.0) -> int:
+    """How many of the candidates (best first, each after its parent) to verify: the n in 0..len(gains) with the
+    highest expected tokens per second, (1 + sum(gains[:n])) / (draft_seconds + curve(n + 1))."""
+    best_n, best_rate, expected = 0, 1.0 / (draft_seconds + curve(1)), 1.0
+    for n, g in enumerate(gains, start=1):
+        expected += g
+        rate = expected / (draft_seconds + curve(n + 1))
+        if rate > best_rate:
+            best_n, best_rate = n, rate
+    return best_n
+
+
+def fit_costs(target, fit) -> Callable[[], CostCurve] | None:
+    """A drafter's `fit` option: the target's cost curve, or None (fixed sizes). Measured here, when the drafter
+    is built, so that no generation's timing includes it."""
+    if not isinstance(fit, bool):
+        raise ConfigError(f"option fit={fit!r} is invalid; accepted: true or false")
+    if not fit:
+        return None
+    curve = cost_curve(target.runtime)
+    return lambda: curve
+
+
+def cost_curve(rt, *, context: int = 128, repeats: int = 3) -> CostCurve:
+    """The runtime's verification cost curve (measured on first use, then memoised for the runtime's life)."""
+    curve = _CURVES.get(rt)
+    if curve is None:
+        curve = _CURVES[rt] = _measure(rt, context, repeats)
+    return curve
+
+
+@torch.inference_mode()
+def _measure(rt, context: int, repeats: int) -> CostCurve:
+    context = max(1, min(context, rt.max_context - SIZES[-1] - 1))
+    cache = rt.new_cache(context + SIZES[-1])
+    rt.forward(torch.zeros(1, context, dtype=torch.long, device=rt.device), cache, logits="none")
+    sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
+    best = [float("inf")] * len(SIZES)
+    for _ in range(repeats + 1):                      # one extra round: warm-up
+        for i, k in enumerate(SIZES):
+            ids = torch.zeros(1, k, dtype=torch.long, device=rt.device)
+            sync()
+            t0 = time.perf_counter()
+            rt.forward(ids, cache)
+            sync()
+            best[i] = min(best[i], time.perf_counter() - t0)
+            cache.rollback(k)
+    monotone = [max(best[:i + 1]) for i in range(len(best))]      # more tokens never cost less
+    return CostCurve(SIZES, tuple(monotone))
