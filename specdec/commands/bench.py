@@ -48,7 +48,7 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
-def config_from_args(args, argv: list[str]) -> "BenchConfig":
+def config_from_args(args, argv: list[str]) -> BenchConfig:
     from specdec.bench import BenchConfig
     options: dict[str, dict] = {}
     for method, key, value in (method_option(t) for t in args.method_options):

@@ -15,7 +15,6 @@ from specdec.models.load import LoadedModel
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
 
-
 # Draft length by a cost curve (the `fit` option): shaped like a CPU's (a token more costs ~10% of one), scaled
 # to tiny-model milliseconds so that the draft's own time and confidence both move the choice.
 FIT = {"costs": lambda: CostCurve((1, 2, 4, 8, 16), (2e-3, 2.2e-3, 2.6e-3, 3.4e-3, 5e-3))}
