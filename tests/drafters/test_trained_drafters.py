@@ -42,7 +42,7 @@ def test_greedy_equals_vanilla(name):
     assert accepted > 0                   # drafts were really accepted sometimes, not all rejected
 
 
-@pytest.mark.parametrize("name", ["eagle-tree", "medusa", "distilled-chain", "distilled-tree"])
+@pytest.mark.parametrize("name", ["eagle-tree", "eagle-fit", "medusa", "distilled-chain", "distilled-tree"])
 def test_sampling_keeps_the_target_distribution(name):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     sampling = SamplingParams(temperature=0.9, top_p=0.95)
