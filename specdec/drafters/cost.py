@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,9 +43,6 @@ class CostCurve:
                 return t[i - 1] + (t[i] - t[i - 1]) * (k - s[i - 1]) / (s[i] - s[i - 1])
         return t[-1]              # unreachable: the loop returns at the last segment
 
-    def relative(self) -> dict[int, float]:
-        return {k: round(v / self.seconds[0], 3) for k, v in zip(self.sizes, self.seconds)}
-
 
 def best_size(gains: list[float], curve: CostCurve, draft_seconds: float = 0.0) -> int:
     """How many of the candidates (best first, each after its parent) to verify: the n in 0..len(gains) with the
@@ -60,15 +56,12 @@ def best_size(gains: list[float], curve: CostCurve, draft_seconds: float = 0.0) 
     return best_n
 
 
-def fit_costs(target, fit) -> Callable[[], CostCurve] | None:
+def fit_costs(target, fit) -> CostCurve | None:
     """A drafter's `fit` option: the target's cost curve, or None (fixed sizes). Measured here, when the drafter
     is built, so that no generation's timing includes it."""
     if not isinstance(fit, bool):
         raise ConfigError(f"option fit={fit!r} is invalid; accepted: true or false")
-    if not fit:
-        return None
-    curve = cost_curve(target.runtime)
-    return lambda: curve
+    return cost_curve(target.runtime) if fit else None
 
 
 def cost_curve(rt, *, context: int = 128, repeats: int = 3) -> CostCurve:

@@ -16,7 +16,6 @@ that rate. The decision reads only the draft's own tokens and probabilities, so 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -48,7 +47,7 @@ class DraftModelDrafter:
 
     def __init__(self, draft, *, num_draft: int = 4, adaptive: bool = True, branches: int = 1, width: int = 4,
                  max_draft: int = 12, target_vocab: int | None = None,
-                 costs: Callable[[], CostCurve] | None = None):
+                 costs: CostCurve | None = None):
         if branches < 1 or width < 1:
             raise ConfigError(f"branches={branches}, width={width}; accepted: integers >= 1")
         if branches > 1 and not draft.runtime.supports_tree:
@@ -102,8 +101,7 @@ class DraftModelDrafter:
         return draft
 
     def _chain(self, logits: Tensor, depth: int, state: DecodeState, started: float) -> Draft:
-        tokens, probs = [], []
-        curve = self.costs() if self.costs is not None else None
+        tokens, probs, curve = [], [], self.costs
         reach, expected, best_n, best_rate, step_s = 1.0, 1.0, 0, 0.0, 0.0
         for i in range(depth):
             p = logits_to_probs(logits, state.sampling)                    # [vocab]
@@ -182,4 +180,3 @@ def make_draft(target, model: str | None = None, dtype: str = "float32", fit: bo
     draft = load_model(model, dtype=dtype, device=str(target.runtime.device), quiet=True)
     check_same_vocabulary(target, draft)
     return DraftModelDrafter(draft, target_vocab=target.runtime.vocab_size, costs=fit_costs(target, fit), **options)
-

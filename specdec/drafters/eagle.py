@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -35,7 +34,7 @@ class EagleDrafter:
     hidden_layers: tuple[int, ...] = (-1,)
 
     def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16,
-                 costs: Callable[[], CostCurve] | None = None):
+                 costs: CostCurve | None = None):
         for name, v in (("depth", depth), ("topk", topk), ("nodes", nodes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"eagle option {name}={v!r} is invalid; accepted: an integer >= 1")
@@ -61,7 +60,7 @@ class EagleDrafter:
         self.cache.crop(self.entries)
         if self.costs is not None:
             best = sorted(scores, reverse=True)[:budget]
-            budget = best_size([math.exp(v) for v in best], self.costs(), time.perf_counter() - started)
+            budget = best_size([math.exp(v) for v in best], self.costs, time.perf_counter() - started)
         return _select(tokens, parents, scores, budget)
 
     def _catch_up(self, state: DecodeState) -> None:

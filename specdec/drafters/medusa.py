@@ -102,5 +102,5 @@ def make_medusa(target, drafter: str | None = None, nodes: int | None = None, fi
     paths = tree_from_accuracies(config["accuracy"], nodes)
     if costs is not None:      # the tree is static: sized once; at least one node, or it would never draft
         values = [path_value(config["accuracy"], p) for p in paths]
-        paths = paths[:max(1, best_size(values, costs()))]
+        paths = paths[:max(1, best_size(values, costs))]
     return MedusaDrafter(net, paths)

@@ -65,6 +65,6 @@ def test_eagle_fit_drafts_everything_when_verification_is_free_and_nothing_when_
     target, _ = tiny_target(vocab=12, layers=2, hidden=32, seed=3)
     free = CostCurve((1, 64), (1e3, 1e3))                  # drafting time is negligible beside 1000 s
     ruinous = CostCurve((1, 2), (1e-3, 1e3))
-    assert _propose(eagle_drafter(target, depth=3, topk=3, nodes=7, costs=lambda: free), target, [1, 2, 3]).size == 7
-    assert _propose(eagle_drafter(target, depth=3, topk=3, nodes=7, costs=lambda: ruinous), target,
+    assert _propose(eagle_drafter(target, depth=3, topk=3, nodes=7, costs=free), target, [1, 2, 3]).size == 7
+    assert _propose(eagle_drafter(target, depth=3, topk=3, nodes=7, costs=ruinous), target,
                     [1, 2, 3]).size == 0

@@ -17,7 +17,7 @@ from tests.tiny import tiny_target
 
 # Draft length by a cost curve (the `fit` option): shaped like a CPU's (a token more costs ~10% of one), scaled
 # to tiny-model milliseconds so that the draft's own time and confidence both move the choice.
-FIT = {"costs": lambda: CostCurve((1, 2, 4, 8, 16), (2e-3, 2.2e-3, 2.6e-3, 3.4e-3, 5e-3))}
+FIT = {"costs": CostCurve((1, 2, 4, 8, 16), (2e-3, 2.2e-3, 2.6e-3, 3.4e-3, 5e-3))}
 
 
 def noisy_copy(hf, noise: float, seed: int = 0) -> LoadedModel:
@@ -75,8 +75,8 @@ def test_sampling_keeps_the_target_distribution(options):
 
 def test_fit_drafts_the_longest_chain_when_verification_is_free_and_none_when_it_is_ruinous(pair):
     target, hf = pair
-    free = {"costs": lambda: CostCurve((1, 64), (1e3, 1e3))}
-    ruinous = {"costs": lambda: CostCurve((1, 2), (1e-3, 1e3))}
+    free = {"costs": CostCurve((1, 64), (1e3, 1e3))}
+    ruinous = {"costs": CostCurve((1, 2), (1e-3, 1e3))}
     vanilla = SpeculativeDecoder(target).generate([1, 2, 3], 30)
     res = SpeculativeDecoder(target, DraftModelDrafter(noisy_copy(hf, 0.0), max_draft=6, **free)).generate([1, 2, 3], 30)
     assert res.token_ids == vanilla.token_ids and res.stats.mean_accepted_length > 5.0      # 6 + bonus, to the end

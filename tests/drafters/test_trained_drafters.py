@@ -20,7 +20,7 @@ BUILDERS = {
     "eagle-chain": lambda t, s: eagle_drafter(t, s, depth=5, topk=1, nodes=5),
     "eagle-small-vocab": lambda t, s: eagle_drafter(t, s, draft_vocab=7, depth=3, topk=2, nodes=6),
     "eagle-fit": lambda t, s: eagle_drafter(t, s, depth=3, topk=2, nodes=6,
-                                            costs=lambda: CostCurve((1, 2, 4, 8), (1.0, 1.02, 1.05, 1.6))),
+                                            costs=CostCurve((1, 2, 4, 8), (1.0, 1.02, 1.05, 1.6))),
     "medusa": lambda t, s: medusa_drafter(t, s),
     "medusa-small-vocab": lambda t, s: medusa_drafter(t, s, draft_vocab=6, nodes=5),
     "distilled-chain": lambda t, s: distilled_drafter(t, s, num_draft=3),
