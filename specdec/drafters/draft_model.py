@@ -62,6 +62,7 @@ class DraftModelDrafter:
 
     def begin(self, prompt_ids: list[int]) -> None:
         self.cache, self.cached = None, []
+        self.schedule.reset()
 
     def _logits(self, logits: Tensor) -> Tensor:       # [..., draft vocab] -> [..., target vocab]
         if logits.shape[-1] == self.vocab:

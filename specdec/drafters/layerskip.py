@@ -44,7 +44,7 @@ class LayerSkipDrafter:
         self._proposed_depth = 0
 
     def begin(self, prompt_ids: list[int]) -> None:
-        pass
+        self.schedule.reset()
 
     def propose(self, state: DecodeState) -> Draft:
         depth = min(self.schedule.length, state.max_depth, state.max_nodes) if self.active else 0

@@ -103,6 +103,7 @@ class LookaheadDrafter:
         self.pool = NgramPool(self.g)
         self._indexed = 0                    # prompt_pool: n-grams of the committed text start below this
         self._root, self._depth, self._scored = 0, 0, 0
+        self.schedule.reset()
 
     def _index_text(self, tokens: list[int]) -> None:
         for j in range(self._indexed, len(tokens) - self.n + 1):

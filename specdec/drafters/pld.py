@@ -69,6 +69,7 @@ class PromptLookupDrafter:
     def begin(self, prompt_ids: list[int]) -> None:
         self.index = NgramIndex(self.max_ngram, self.min_ngram)
         self.index.extend(list(prompt_ids))
+        self.schedule.reset()
 
     def propose(self, state: DecodeState) -> Draft:
         self.index.extend(state.tokens[len(self.index.tokens):])

@@ -47,6 +47,7 @@ class RestDrafter:
 
     def begin(self, prompt_ids: list[int]) -> None:
         self._proposed_depth = 0
+        self.schedule.reset()
 
     def propose(self, state: DecodeState) -> Draft:
         found = retrieve(self.store, state.tokens[-self.max_suffix:], max_suffix=self.max_suffix,

@@ -20,6 +20,12 @@ class DraftLength:
         if not 1 <= self.minimum <= self.length <= self.maximum:
             raise ConfigError(f"draft length {self.length} must lie in [{self.minimum}, {self.maximum}] "
                               f"with minimum >= 1")
+        self.initial = self.length
+
+    def reset(self) -> None:
+        """A new request starts from the configured length: one request's text never shapes another's drafts
+        (results do not depend on the order of requests, and replays of a run are exact)."""
+        self.length = self.initial
 
     def update(self, n_accepted: int, proposed_depth: int) -> None:
         """After a step whose draft reached `proposed_depth` and kept `n_accepted` tokens."""

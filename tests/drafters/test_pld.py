@@ -56,11 +56,27 @@ def test_draft_length_schedule():
     assert s.length == 5
     s.update(0, 0)                        # nothing proposed: unchanged
     assert s.length == 5
+    s.reset()                             # a new request
+    assert s.length == 4
     fixed = DraftLength(4, adaptive=False)
     fixed.update(4, 4)
     assert fixed.length == 4
     with pytest.raises(ConfigError):
         DraftLength(0)
+
+
+def test_a_request_drafts_as_it_would_on_a_fresh_drafter():
+    """The adaptive length restarts with each request: results do not depend on what ran before."""
+    target, _ = tiny_target(vocab=8, layers=2, hidden=32, scale=4.0, seed=2)
+    g = torch.Generator().manual_seed(3)
+    used = PromptLookupDrafter(min_ngram=1)
+    SpeculativeDecoder(target, used).generate(torch.randint(0, 8, (30,), generator=g).tolist(), 40)
+    assert used.schedule.length != 8                     # the first request moved it from its start
+    p = [5, 6, 7, 4]
+    prompt = p + SpeculativeDecoder(target).generate(p, 24).token_ids + p    # the answer to p is in the prompt
+    again = SpeculativeDecoder(target, used).generate(prompt, 24).stats
+    fresh = SpeculativeDecoder(target, PromptLookupDrafter(min_ngram=1)).generate(prompt, 24).stats
+    assert (again.target_forwards, again.draft_tokens) == (fresh.target_forwards, fresh.draft_tokens)
 
 
 @pytest.mark.parametrize("options", [{}, {"min_ngram": 1, "branches": 3}, {"min_ngram": 1, "num_draft": 2, "adaptive": False}])
