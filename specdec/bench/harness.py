@@ -151,10 +151,9 @@ def _rotated(names: list[str], i: int) -> list[str]:
 
 def _run_question(cfg, target, q: Question, order: list[str], runners: dict, store: ResultsFile, bar,
                   on_unit) -> None:
-    messages: list[dict] = []
-    for turn, text in enumerate(q.turns, 1):
-        messages = messages + [{"role": "user", "content": text}]
-        prompt_ids = target.encode(messages if turn > 1 else text)
+    answers: list[str] = []
+    for turn in range(1, len(q.turns) + 1):
+        prompt_ids = target.encode(conversation(q, turn, answers))
         for name in order:
             if (q.question_id, turn, name) in store:
                 continue
@@ -165,5 +164,15 @@ def _run_question(cfg, target, q: Question, order: list[str], runners: dict, sto
             store.append(record)
             if on_unit:
                 on_unit(record)
-        answer = store.records[(q.question_id, turn, REFERENCE)]["token_ids"]
-        messages = messages + [{"role": "assistant", "content": target.decode(answer)}]
+        answers.append(target.decode(store.records[(q.question_id, turn, REFERENCE)]["token_ids"]))
+
+
+def conversation(q: Question, turn: int, answers: list[str]) -> str | list[dict]:
+    """What the target reads at `turn` (1-based): the first turn as plain text (the chat template wraps it), later
+    turns as the conversation so far with native vanilla's decoded `answers` to the earlier turns."""
+    if turn == 1:
+        return q.turns[0]
+    messages: list[dict] = []
+    for text, answer in zip(q.turns[:turn - 1], answers):
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    return messages + [{"role": "user", "content": q.turns[turn - 1]}]
