@@ -3,8 +3,9 @@
 1. Calibration text (`calibration_set`): a few generic prompts (the model's chat template when it has a
    tokenizer, seeded random ids when it has none), each continued greedily by the full target; the KV cache of
    that generation (full-model KV of every position) is kept.
-2. Costs, timed on this machine (`measure_costs`): a full forward of k tokens (verification, k = 1..16) and a
-   forward of one token through no layer (embedding, final norm, lm_head). A draft forward through K of L
+2. Costs, timed on this machine (`measure_costs`): the target's verification cost curve (specdec/drafters/cost.py,
+   the same one `fit` uses: k tokens scored with logits for all of them) and a forward of one token through no
+   layer (embedding, final norm, lm_head). A draft forward through K of L
    layers costs ``head + K / L * (full(1) - head)`` (SmolLM2-135M, float32, 2 idle cores: head 4.3 ms of a
    31 ms forward, mostly the tied 49k-token lm_head; a draft through 28 layers measured 28 ms, model 29.5).
 3. Draft predictions of a skip set, teacher-forced on the calibration text, two ways:
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from specdec.drafters.cost import CostCurve, cost_curve
 from specdec.drafters.schedule import DraftLength
 from specdec.models.cache_dir import cache_root
 
@@ -46,7 +48,6 @@ CALIBRATION_PROMPTS = (
     "Give three practical tips for learning a new language, one sentence each.",
 )
 THRESHOLDS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # tried when the threshold is left to calibration
-VERIFY_SIZES = (1, 2, 4, 8, 16)
 MIN_CALIBRATION = 16    # continuation tokens per prompt that a deadline cannot cut
 
 
@@ -65,21 +66,15 @@ class Policy:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Seconds per forward here: verify[i] for VERIFY_SIZES[i] tokens; head: one token through no layer."""
+    """Seconds per forward here: verify(k) for k tokens through every layer; head: one token through none."""
 
-    verify: tuple[float, ...]
+    verify: CostCurve
     head: float
     num_layers: int
 
     def draft(self, kept: int) -> float:
         """One token through `kept` layers, plus embedding and lm_head."""
-        return self.head + kept / self.num_layers * (self.verify[0] - self.head)
-
-    def verify_k(self, k: int) -> float:
-        """k tokens through every layer: linear between measured sizes, extrapolated past the last."""
-        i = max(1, next((j for j, s in enumerate(VERIFY_SIZES) if s >= k), len(VERIFY_SIZES) - 1))
-        (k0, t0), (k1, t1) = (VERIFY_SIZES[i - 1], self.verify[i - 1]), (VERIFY_SIZES[i], self.verify[i])
-        return t0 + (k - k0) * (t1 - t0) / (k1 - k0)
+        return self.head + kept / self.num_layers * (self.verify(1) - self.head)
 
 
 @dataclass(frozen=True)
@@ -137,20 +132,18 @@ def _next_token(rt, ids: list[int], cache) -> int:
 
 
 def measure_costs(rt, context: list[int], repeats: int = 3) -> CostModel:
-    """Time forwards after `context` (interleaved rounds, minimum per size; made monotone in k)."""
-    cache = rt.new_cache(len(context) + VERIFY_SIZES[-1] + 1)
+    """The runtime's verification curve (memoised) and one token through no layer after `context` (minimum of
+    a few runs after a warm-up)."""
+    verify = cost_curve(rt)
+    cache = rt.new_cache(len(context) + 1)
     rt.forward(torch.tensor([context], device=rt.device), cache, logits="none")
-    kinds = [(k, None) for k in VERIFY_SIZES] + [(1, ())]
-    best = [float("inf")] * len(kinds)
-    for _ in range(repeats + 1):                 # one extra round: warm-up
-        for i, (k, layers) in enumerate(kinds):
-            ids = torch.zeros(1, k, dtype=torch.long, device=rt.device)
-            t0 = time.perf_counter()
-            rt.forward(ids, cache, layers=layers, logits="last")
-            best[i] = min(best[i], time.perf_counter() - t0)
-            cache.rollback(k)
-    verify = [max(best[:i + 1]) for i in range(len(VERIFY_SIZES))]   # more tokens never cost less
-    return CostModel(tuple(verify), min(best[-1], verify[0]), rt.num_layers)
+    head = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        rt.forward(torch.zeros(1, 1, dtype=torch.long, device=rt.device), cache, layers=(), logits="last")
+        head = min(head, time.perf_counter() - t0)
+        cache.rollback(1)
+    return CostModel(verify, min(head, verify(1)), rt.num_layers)
 
 
 def screen_agreement(rt, calib: Calibration, kept: tuple[int, ...]) -> float:
@@ -199,7 +192,7 @@ def replay(agree: list[bool], conf: list[float], policy: Policy, costs: CostMode
             drafted += 1
         accepted = next((i for i in range(drafted) if not agree[r + i]), drafted)
         schedule.update(accepted, drafted)
-        seconds += fed * costs.draft(kept) + costs.verify_k(drafted + 1)
+        seconds += fed * costs.draft(kept) + costs.verify(drafted + 1)
         tokens, steps, r = tokens + accepted + 1, steps + 1, r + accepted + 1
     return tokens, seconds, steps
 
@@ -211,7 +204,7 @@ def score(rt, calib: Calibration, costs: CostModel, skip: tuple[int, ...], polic
     best = None
     for policy in policies:
         tokens, secs, steps = (sum(x) for x in zip(*[replay(a, c, policy, costs, len(kept)) for a, c in preds]))
-        speedup = tokens / secs * costs.verify[0] if secs else 0.0
+        speedup = tokens / secs * costs.verify(1) if secs else 0.0
         choice = SkipChoice(skip, policy.threshold, speedup, tokens / max(steps, 1), 0.0)
         if best is None or _rank(choice) > _rank(best):
             best = choice

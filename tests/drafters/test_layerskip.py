@@ -10,6 +10,7 @@ from specdec.drafters import make_drafter, skip_search
 from specdec.drafters.base import DecodeState
 from specdec.drafters.layerskip import LayerSkipDrafter
 from specdec.drafters.schedule import DraftLength
+from specdec.drafters.cost import CostCurve
 from specdec.drafters.skip_search import CostModel, Policy, SkipChoice, replay
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
@@ -88,12 +89,12 @@ def test_sampling_keeps_the_target_distribution(sampling):
     assert tv < bound, (tv, bound)
 
 
-COSTS = CostModel(verify=(1.0, 1.5, 2.0, 3.0, 5.0), head=0.2, num_layers=4)
+COSTS = CostModel(verify=CostCurve((1, 2, 4, 8, 16), (1.0, 1.5, 2.0, 3.0, 5.0)), head=0.2, num_layers=4)
 
 
 def test_cost_model_interpolates_verification_and_scales_drafts_with_kept_layers():
-    assert COSTS.verify_k(1) == 1.0 and COSTS.verify_k(3) == 1.75 and COSTS.verify_k(6) == 2.5
-    assert COSTS.verify_k(24) == 7.0                        # extrapolated from the last two sizes
+    assert COSTS.verify(1) == 1.0 and COSTS.verify(3) == 1.75 and COSTS.verify(6) == 2.5
+    assert COSTS.verify(24) == 7.0                          # extrapolated from the last two sizes
     assert COSTS.draft(4) == 1.0 and COSTS.draft(2) == pytest.approx(0.6)
 
 
@@ -129,7 +130,7 @@ def test_search_returns_a_valid_skip_set_and_remembers_it(capsys):
 
 def test_falls_back_to_plain_steps_when_the_estimate_is_below_one(monkeypatch, capsys):
     # Drafting as dear as a full forward, verification linear in k: no skip set can pay off.
-    dear = CostModel(verify=(1.0, 2.0, 4.0, 8.0, 16.0), head=1.0, num_layers=4)
+    dear = CostModel(verify=CostCurve((1, 2, 4, 8, 16), (1.0, 2.0, 4.0, 8.0, 16.0)), head=1.0, num_layers=4)
     monkeypatch.setattr(skip_search, "measure_costs", lambda rt, context: dear)
     target, _ = tiny_target(vocab=12, layers=4, hidden=32, scale=3.0, seed=11)
     prompt = [3, 1, 4, 1, 5, 9, 2, 6]
