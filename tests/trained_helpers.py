@@ -19,10 +19,14 @@ def vocab_ids(target, size: int | None = None) -> torch.Tensor:
     return torch.arange(v if size is None else min(size, v))
 
 
-def eagle_drafter(target, seed: int = 0, draft_vocab: int | None = None, **options) -> EagleDrafter:
+def eagle_drafter(target, seed: int = 0, draft_vocab: int | None = None, fuse: tuple[int, ...] = (),
+                  **options) -> EagleDrafter:
     torch.manual_seed(seed)
-    net = EagleNet(LayerShape.of_target(target.runtime.config), len(vocab_ids(target, draft_vocab)))
+    net = EagleNet(LayerShape.of_target(target.runtime.config), len(vocab_ids(target, draft_vocab)), fuse)
     net.init_from_target(target, vocab_ids(target, draft_vocab))
+    if fuse:                                          # a fusion that really mixes the extra layers in
+        with torch.no_grad():
+            net.fuse.weight.add_(0.3 * torch.randn_like(net.fuse.weight))
     return EagleDrafter(net, target.runtime.embed, **options)
 
 

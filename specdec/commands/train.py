@@ -24,6 +24,9 @@ def add_train_arguments(p) -> None:
     p.add_argument("--heads", type=int, default=4, help="medusa: number of heads")
     p.add_argument("--layers", type=int, default=2, help="distilled: number of layers")
     p.add_argument("--unroll", type=int, default=3, help="eagle: training-time-test steps")
+    p.add_argument("--fuse-layers", default="",
+                   help="eagle: comma-separated target layers (0-based) whose residual streams are fused with the "
+                        "final feature, EAGLE-3 style, e.g. 2,15 (default: the final feature alone)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch")
@@ -44,6 +47,11 @@ def run_train(args) -> int:
     for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; accepted: an integer >= 1")
+    try:
+        fuse = tuple(int(x) for x in args.fuse_layers.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--fuse-layers={args.fuse_layers!r} is invalid; accepted: comma-separated layer "
+                          f"indices, e.g. 2,15") from None
     target = load_model(args.target, dtype=args.dtype, device=args.device)
     from specdec.heads.target import embedding
     embedding(target)                      # a non-native target is refused before any data work
@@ -52,6 +60,7 @@ def run_train(args) -> int:
     loop.check()
     settings = TrainSettings(per_group=args.per_group, max_new_tokens=args.max_new_tokens,
                              draft_vocab=args.draft_vocab, heads=args.heads, layers=args.layers, unroll=args.unroll,
+                             fuse_layers=fuse,
                              eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
                              generate=not args.reuse_responses,
                              work_dir=Path(args.work_dir) if args.work_dir else None)

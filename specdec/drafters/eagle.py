@@ -31,14 +31,13 @@ from specdec.types import Draft, VerifyResult
 
 
 class EagleDrafter:
-    hidden_layers: tuple[int, ...] = (-1,)
-
     def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16,
                  costs: CostCurve | None = None):
         for name, v in (("depth", depth), ("topk", topk), ("nodes", nodes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"eagle option {name}={v!r} is invalid; accepted: an integer >= 1")
         self.net, self.embed = net.eval(), embed           # embed: the target's [vocab, hidden]
+        self.hidden_layers = net.feature_layers            # the target states the engine hands over
         self.depth, self.topk, self.nodes = depth, topk, nodes
         self.costs = costs                                 # None: always `nodes` nodes (fixed size)
         self.cache: KVCache | None = None
@@ -75,7 +74,10 @@ class EagleDrafter:
         k = feats.shape[0]
         nxt = torch.tensor(state.tokens[self.entries + 1:self.entries + k + 1], device=feats.device)
         positions = torch.arange(self.entries, self.entries + k, device=feats.device)
-        g = self.net(feats.unsqueeze(0), self.embed[nxt].unsqueeze(0), positions, cache=self.cache)
+        extras = (torch.stack([state.hidden[i] for i in self.net.extra_layers], dim=-2)
+                  if self.net.extra_layers else None)                 # [k, extra layers, hidden]
+        inputs = self.net.target_input(feats, extras)
+        g = self.net(inputs.unsqueeze(0), self.embed[nxt].unsqueeze(0), positions, cache=self.cache)
         self.entries += k
         self.last = g[0, -1]
 
@@ -134,7 +136,8 @@ def _select(tokens: list[int], parents: list[int], scores: list[float], budget: 
 
 
 def build_eagle(config: dict, state: dict, dtype: torch.dtype = torch.float32) -> EagleNet:
-    net = EagleNet(LayerShape(**config["shape"]), config["draft_vocab"])
+    extra = [i for i in config.get("feature_layers", [-1]) if i != -1]
+    net = EagleNet(LayerShape(**config["shape"]), config["draft_vocab"], tuple(extra))
     net.load_state_dict(state)
     return net.to(dtype)
 
@@ -144,6 +147,9 @@ def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) 
     costs = fit_costs(target, fit)
     config, state, _ = resolve(target, "eagle", drafter)
     net = build_eagle(config, state, target.runtime.dtype).to(target.runtime.device)
+    if any(not 0 <= i < target.runtime.num_layers for i in net.extra_layers):
+        raise ConfigError(f"eagle drafter fuses target layers {list(net.extra_layers)}, but {target.name!r} has "
+                          f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)
     return EagleDrafter(net, target.runtime.embed, costs=costs, **defaults)

@@ -4,6 +4,11 @@ Entry p of the head reads the target's feature f_p (its final normed hidden stat
 embedding of the token that follows, e(x_{p+1}); one decoder layer over all entries so far predicts the next
 feature g ≈ f_{p+1}, and the head's own output matrix over the draft vocabulary turns g into draft logits for
 x_{p+2}. Deeper draft steps feed the predicted g back in place of the unknown target feature.
+
+With `extra_layers` (EAGLE-3 style fusion, Li et al. 2025), the target's input at a committed position is not
+f_p alone but a learned projection of [f_p, the residual streams of those earlier layers at p], each extra
+stream RMS-normalised (the residual stream is far larger than the normed feature). The projection starts as
+"pass f_p through", so a fused head begins as the plain one. Draft steps still feed g back unprojected.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from specdec.heads.layer import DraftLayer, LayerShape, Rope
 
 
 class EagleNet(nn.Module):
-    def __init__(self, shape: LayerShape, draft_vocab: int):
+    def __init__(self, shape: LayerShape, draft_vocab: int, extra_layers: tuple[int, ...] = ()):
         super().__init__()
         self.shape = shape
+        self.extra_layers = tuple(int(i) for i in extra_layers)
+        if self.extra_layers:
+            self.fuse = nn.Linear((1 + len(self.extra_layers)) * shape.hidden, shape.hidden, bias=False)
         self.fc = nn.Linear(2 * shape.hidden, shape.hidden, bias=False)
         self.layer = DraftLayer(shape)
         self.head = nn.Linear(shape.hidden, draft_vocab, bias=False)
@@ -38,6 +46,20 @@ class EagleNet(nn.Module):
     def logits(self, g: Tensor) -> Tensor:           # [..., hidden] -> [..., draft vocab]
         return self.head(g)
 
+    @property
+    def feature_layers(self) -> tuple[int, ...]:
+        """The target hidden states the head reads: -1 (the final normed feature), then the extra layers."""
+        return (-1, *self.extra_layers)
+
+    def target_input(self, final: Tensor, extras: Tensor | None = None) -> Tensor:
+        """The feature input for committed positions: final [..., hidden]; extras [..., len(extra_layers),
+        hidden], the residual streams of extra_layers (ignored without them)."""
+        if not self.extra_layers:
+            return final
+        e = extras.float()
+        e = (e * torch.rsqrt(e.pow(2).mean(-1, keepdim=True) + self.shape.rms_eps)).to(final.dtype)
+        return self.fuse(torch.cat([final, e.flatten(-2)], dim=-1))
+
     def init_from_target(self, target, token_ids: Tensor) -> None:
         """Output rows from the target's LM head for the draft vocabulary. The layer keeps its random start with
         small output projections, so the first predicted feature is close to fc's mix of its inputs (the target's
@@ -51,3 +73,6 @@ class EagleNet(nn.Module):
             h = self.shape.hidden                       # fc starts as "pass the feature through"
             self.fc.weight[:, h:].copy_(torch.eye(h) + 0.01 * torch.randn(h, h))
             self.fc.weight[:, :h].mul_(0.1)
+            if self.extra_layers:                       # fuse starts as "keep the final feature"
+                self.fuse.weight.zero_()
+                self.fuse.weight[:, :h].copy_(torch.eye(h))

@@ -16,14 +16,15 @@ class Batch:
     features: Tensor        # [b, t, hidden] float32
     valid: Tensor           # [b, t] bool
     prompt_lens: Tensor     # [b] int64
+    extras: Tensor | None = None    # [b, t, extra layers, hidden] float32 (fused EAGLE heads only)
 
     @property
     def lengths(self) -> Tensor:
         return self.valid.sum(1)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(getattr(self, f).to(device, non_blocking=True)
-                       for f in ("tokens", "features", "valid", "prompt_lens")))
+        return Batch(*(None if getattr(self, f) is None else getattr(self, f).to(device, non_blocking=True)
+                       for f in ("tokens", "features", "valid", "prompt_lens", "extras")))
 
 
 def crop(seq: Sequence, keep_prompt: int | None) -> Sequence:
@@ -32,7 +33,7 @@ def crop(seq: Sequence, keep_prompt: int | None) -> Sequence:
     if keep_prompt is None or seq.prompt_len <= keep_prompt:
         return seq
     cut = seq.prompt_len - keep_prompt
-    return Sequence(seq.tokens[cut:], seq.features[cut:], keep_prompt)
+    return Sequence(seq.tokens[cut:], seq.features[cut:], keep_prompt, None if seq.extras is None else seq.extras[cut:])
 
 
 def collate(seqs: list[Sequence], keep_prompt: int | None = None) -> Batch:
@@ -42,10 +43,13 @@ def collate(seqs: list[Sequence], keep_prompt: int | None = None) -> Batch:
     tokens = torch.zeros(b, t, dtype=torch.long)
     feats = torch.zeros(b, t, h)
     valid = torch.zeros(b, t, dtype=torch.bool)
+    extras = None if seqs[0].extras is None else torch.zeros(b, t, *seqs[0].extras.shape[1:])
     for i, s in enumerate(seqs):
         n = len(s.tokens)
         tokens[i, :n], feats[i, :n], valid[i, :n] = s.tokens, s.features.float(), True
-    return Batch(tokens, feats, valid, torch.tensor([s.prompt_len for s in seqs]))
+        if extras is not None:
+            extras[i, :n] = s.extras.float()
+    return Batch(tokens, feats, valid, torch.tensor([s.prompt_len for s in seqs]), extras)
 
 
 def batch_plan(lengths: list[int], token_budget: int, seed: int, epoch: int) -> list[list[int]]:

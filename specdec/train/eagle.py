@@ -26,14 +26,15 @@ class EagleObjective:
         self.unroll, self.noise, self.w_cls, self.eval_depth = unroll, noise, w_cls, eval_depth
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "unroll": self.unroll, "noise": self.noise, "w_cls": self.w_cls}
+        fused = {"fuse_layers": list(self.model.extra_layers)} if self.model.extra_layers else {}
+        return {"kind": self.kind, "unroll": self.unroll, "noise": self.noise, "w_cls": self.w_cls, **fused}
 
     def _steps(self, batch: Batch, steps: int, noise: float) -> list[Tensor]:
         """Predicted features g_s [b, t-1, hidden] for s = 1..steps; entry p reads token p+1."""
         net = self.model
-        f = batch.features[:, :-1]
+        f = net.target_input(batch.features[:, :-1], None if batch.extras is None else batch.extras[:, :-1])
         if noise:
-            f = f + noise * f.pow(2).mean(-1, keepdim=True).sqrt() * (torch.rand_like(f) * 2 - 1)
+            f = f + noise * f.detach().pow(2).mean(-1, keepdim=True).sqrt() * (torch.rand_like(f) * 2 - 1)
         e = self.embed[batch.tokens[:, 1:]]
         t = f.shape[1]
         pos = torch.arange(t, device=f.device)
@@ -113,7 +114,8 @@ class EagleObjective:
 
     def export(self) -> tuple[dict, dict]:
         s = self.model.shape
-        config = {"shape": s.__dict__, "draft_vocab": int(self.model.token_ids.numel()), "feature_layer": -1}
+        config = {"shape": s.__dict__, "draft_vocab": int(self.model.token_ids.numel()),
+                  "feature_layers": list(self.model.feature_layers)}
         return config, self.model.state_dict()
 
 

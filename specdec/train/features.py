@@ -1,4 +1,5 @@
-"""Target features over prompt + response: the target's final normed hidden state at every position.
+"""Target features over prompt + response: the target's final normed hidden state at every position (and,
+for a fused EAGLE head, the residual streams of a few earlier layers: `extras`).
 
 These are everything the objectives need: EAGLE regresses onto them, Medusa reads them, and the target's own
 next-token distribution at any position is lm_head(feature), so teacher distributions are recomputed on the
@@ -22,9 +23,11 @@ class Sequence:
     tokens: Tensor          # [t] int64, prompt then response
     features: Tensor        # [t, hidden] float16
     prompt_len: int
+    extras: Tensor | None = None    # [t, extra layers, hidden] float16: residual streams of the extra layers
 
 
 def extract_features(target, records: list[dict], out_dir: Path, *, max_tokens: int = 1280, shard_size: int = 64,
+                     extra_layers: tuple[int, ...] = (),
                      progress: Callable[[int], None] | None = None) -> list[Sequence]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rt = target.runtime
@@ -32,7 +35,7 @@ def extract_features(target, records: list[dict], out_dir: Path, *, max_tokens: 
         path = out_dir / f"features-{s:05d}.safetensors"
         batch = records[start:start + shard_size]
         if not path.exists():
-            seqs = [_one(rt, r, max_tokens) for r in batch]
+            seqs = [_one(rt, r, max_tokens, extra_layers) for r in batch]
             tmp = path.with_suffix(".tmp")
             save_file(_pack(seqs), str(tmp))
             tmp.rename(path)
@@ -42,19 +45,24 @@ def extract_features(target, records: list[dict], out_dir: Path, *, max_tokens: 
 
 
 @torch.inference_mode()
-def _one(rt, record: dict, max_tokens: int) -> Sequence:
+def _one(rt, record: dict, max_tokens: int, extra_layers: tuple[int, ...]) -> Sequence:
     ids = (record["prompt_ids"] + record["response_ids"])[:max_tokens]
     cache = rt.new_cache(len(ids))
-    out = rt.forward(torch.tensor([ids], device=rt.device), cache, logits="none", hidden_layers=(-1,))
-    return Sequence(torch.tensor(ids), out.hidden[-1][0].to(torch.float16).cpu(), len(record["prompt_ids"]))
+    out = rt.forward(torch.tensor([ids], device=rt.device), cache, logits="none", hidden_layers=(-1, *extra_layers))
+    half = lambda t: t[0].to(torch.float16).cpu()  # noqa: E731
+    extras = torch.stack([half(out.hidden[i]) for i in extra_layers], dim=1) if extra_layers else None
+    return Sequence(torch.tensor(ids), half(out.hidden[-1]), len(record["prompt_ids"]), extras)
 
 
 def _pack(seqs: list[Sequence]) -> dict[str, Tensor]:
     lengths = torch.tensor([len(s.tokens) for s in seqs])
-    return {"tokens": torch.cat([s.tokens for s in seqs]).to(torch.int32),
-            "features": torch.cat([s.features for s in seqs]),
-            "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-            "prompt_lens": torch.tensor([s.prompt_len for s in seqs])}
+    packed = {"tokens": torch.cat([s.tokens for s in seqs]).to(torch.int32),
+              "features": torch.cat([s.features for s in seqs]),
+              "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+              "prompt_lens": torch.tensor([s.prompt_len for s in seqs])}
+    if seqs[0].extras is not None:
+        packed["extras"] = torch.cat([s.extras for s in seqs])
+    return packed
 
 
 def load_features(out_dir: Path) -> list[Sequence]:
@@ -62,8 +70,11 @@ def load_features(out_dir: Path) -> list[Sequence]:
     for path in sorted(out_dir.glob("features-*.safetensors")):
         d = load_file(str(path))
         off = d["offsets"].tolist()
+        extras = d.get("extras")
         for i, p in enumerate(d["prompt_lens"].tolist()):
-            seqs.append(Sequence(d["tokens"][off[i]:off[i + 1]].long(), d["features"][off[i]:off[i + 1]], p))
+            part = slice(off[i], off[i + 1])
+            seqs.append(Sequence(d["tokens"][part].long(), d["features"][part], p,
+                                 None if extras is None else extras[part]))
     return seqs
 
 

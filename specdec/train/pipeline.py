@@ -40,6 +40,7 @@ class TrainSettings:
     heads: int = 4                     # medusa
     layers: int = 2                    # distilled
     unroll: int = 3                    # eagle training-time-test steps
+    fuse_layers: tuple[int, ...] = ()  # eagle: target layers whose residual streams join the final feature
     eval_prompts: int = 3              # held-out prompts decoded with the trained drafter at the end
     generate: bool = True              # False: train on the prompts whose responses are already cached
     work_dir: Path | None = None
@@ -73,9 +74,11 @@ def train_drafter(kind: str, target, records: list[dict], out_dir: str | Path, s
     out_dir = Path(out_dir)
     work = settings.work_dir or default_work_dir(target)
     key = hashlib.sha256(json.dumps([r["prompt_ids"] + [-1] + r["response_ids"] for r in records]).encode())
+    extra = tuple(settings.fuse_layers) if kind == "eagle" else ()
+    _check_layers(extra, target)
+    name = f"features-{key.hexdigest()[:16]}" + "".join(f"-L{i}" for i in extra)   # other layers, other files
     bar = _bar(progress, len(records), "features")
-    seqs = extract_features(target, records, work / f"features-{key.hexdigest()[:16]}",
-                            progress=bar.update if bar else None)
+    seqs = extract_features(target, records, work / name, extra_layers=extra, progress=bar.update if bar else None)
     if bar:
         bar.close()
     train, held_out = split_held_out(seqs)
@@ -132,7 +135,7 @@ def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
     if kind == "eagle":
         from specdec.heads.eagle import EagleNet
         from specdec.train.eagle import EagleObjective
-        net = EagleNet(LayerShape.of_target(cfg), len(token_ids))
+        net = EagleNet(LayerShape.of_target(cfg), len(token_ids), tuple(s.fuse_layers))
         net.init_from_target(target, token_ids)
         return EagleObjective(net.to(dev), embed, rows, unroll=s.unroll)
     if kind == "medusa":
@@ -147,6 +150,14 @@ def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
     n = cfg.num_layers
     net.init_from_target(target, token_ids, [round(i * (n - 1) / max(1, s.layers - 1)) for i in range(s.layers)])
     return DistillObjective(net.to(dev), embed, rows)
+
+
+def _check_layers(layers: tuple[int, ...], target) -> None:
+    n = target.runtime.num_layers
+    if len(set(layers)) != len(layers) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
+                                              for i in layers):
+        raise ConfigError(f"fuse layers {list(layers)} are invalid for {target.name!r}; accepted: distinct layer "
+                          f"indices from 0 to {n - 1}")
 
 
 def _step(out_dir: Path) -> int:

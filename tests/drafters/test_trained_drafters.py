@@ -19,6 +19,7 @@ BUILDERS = {
     "eagle-tree": lambda t, s: eagle_drafter(t, s, depth=4, topk=3, nodes=10),
     "eagle-chain": lambda t, s: eagle_drafter(t, s, depth=5, topk=1, nodes=5),
     "eagle-small-vocab": lambda t, s: eagle_drafter(t, s, draft_vocab=7, depth=3, topk=2, nodes=6),
+    "eagle-fused": lambda t, s: eagle_drafter(t, s, fuse=(0,), depth=3, topk=2, nodes=6),
     "eagle-fit": lambda t, s: eagle_drafter(t, s, depth=3, topk=2, nodes=6,
                                             costs=CostCurve((1, 2, 4, 8), (1.0, 1.02, 1.05, 1.6))),
     "medusa": lambda t, s: medusa_drafter(t, s),
@@ -42,7 +43,8 @@ def test_greedy_equals_vanilla(name):
     assert accepted > 0                   # drafts were really accepted sometimes, not all rejected
 
 
-@pytest.mark.parametrize("name", ["eagle-tree", "eagle-fit", "medusa", "distilled-chain", "distilled-tree"])
+@pytest.mark.parametrize("name", ["eagle-tree", "eagle-fit", "eagle-fused", "medusa", "distilled-chain",
+                                  "distilled-tree"])
 def test_sampling_keeps_the_target_distribution(name):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     sampling = SamplingParams(temperature=0.9, top_p=0.95)

@@ -10,6 +10,7 @@ from specdec.drafters import make_drafter
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
 from specdec.heads.io import load_drafter
+from specdec.train.features import load_features
 from specdec.train.loop import LoopConfig
 from specdec.train.pipeline import TrainSettings, train_drafter
 from specdec.train.prompts import load_prompts
@@ -34,10 +35,11 @@ def settings(tmp_path, steps=30, **kw):
                          loop=loop, **kw)
 
 
-@pytest.mark.parametrize("kind", ["eagle", "medusa", "distilled"])
-def test_training_lowers_loss_and_the_saved_drafter_decodes_losslessly(kind, target_and_records, tmp_path):
+@pytest.mark.parametrize("kind, extra", [("eagle", {}), ("eagle", {"fuse_layers": (0,)}), ("medusa", {}),
+                                         ("distilled", {})], ids=["eagle", "eagle-fused", "medusa", "distilled"])
+def test_training_lowers_loss_and_the_saved_drafter_decodes_losslessly(kind, extra, target_and_records, tmp_path):
     target, records = target_and_records
-    summary = train_drafter(kind, target, records, tmp_path / kind, settings(tmp_path), progress=False)
+    summary = train_drafter(kind, target, records, tmp_path / kind, settings(tmp_path, **extra), progress=False)
     log = [json.loads(x) for x in (tmp_path / kind / "run" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["train_loss"] < log[0]["train_loss"] * 0.9 or log[-1]["train_loss"] < 0.05, log
     assert summary["decode_eval"]["identical_to_vanilla"] == summary["decode_eval"]["prompts"] >= 1
@@ -61,6 +63,24 @@ def test_resume_continues_the_same_run(kind, target_and_records, tmp_path):
     _, b = load_drafter(tmp_path / "resumed", kind)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_a_fused_head_reads_the_extra_layers_and_moves_its_fusion(target_and_records, tmp_path):
+    target, records = target_and_records
+    train_drafter("eagle", target, records, tmp_path / "e", settings(tmp_path, steps=20, fuse_layers=(0,)),
+                  progress=False)
+    config, state = load_drafter(tmp_path / "e", "eagle")
+    assert config["feature_layers"] == [-1, 0]
+    h = target.runtime.config.hidden_size
+    moved = state["fuse.weight"][:, h:].float()
+    assert moved.abs().max() > 0                          # the layer-0 block left its zero start: it is used
+    drafter = make_drafter("eagle", target, {"drafter": str(tmp_path / "e")})
+    assert drafter.hidden_layers == (-1, 0)
+    features = sorted((tmp_path / "work").glob("features-*-L0"))
+    assert len(features) == 1 and load_features(features[0])[0].extras.shape[1:] == (1, h)
+    with pytest.raises(ConfigError, match="fuse layers"):
+        train_drafter("eagle", target, records, tmp_path / "bad", settings(tmp_path, fuse_layers=(2,)),
+                      progress=False)
 
 
 def test_resume_with_other_settings_is_refused(target_and_records, tmp_path):
@@ -127,3 +147,6 @@ def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys
     assert main(["train", "eagle", "--target", str(model_dir), "--data", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "eagle", "--target", str(model_dir), "--data", str(data), "--fuse-layers", "2,x",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--fuse-layers='2,x' is invalid" in capsys.readouterr().err
