@@ -3,12 +3,14 @@
 Greedy verification is deterministic: given the target's greedy answer, the accepted length of a draft at
 every step is known without running the target (a node is kept when its parent was and its token is the
 answer's next token). So a `specdec bench` run's vanilla answers replay any deterministic drafter exactly
-(`replay`: for `pld` it reproduces the run's measured mean accepted length), and they bound a whole family:
-`lookup_oracle` drafts, at each step, the longest correct continuation found after any earlier occurrence of the
-context's last n tokens, exactly as long as it will be accepted. A prompt-lookup drafter matching at least n
-tokens can accept no more at that step (it must draft that path), and with a non-decreasing cost curve it pays
-no less. Steps are priced by a verification cost curve (`specdec cost-curve`): time = sum of cost(nodes + 1),
-drafting taken as free, so speedup = tokens * cost(1) / time.
+(`replay`: for `pld` it takes the run's target passes, step for step; only a draft accepted past the
+end-of-sequence token counts differently), and they bound a whole family: `lookup_oracle` drafts, at each step,
+the longest correct continuation found after any earlier occurrence of the context's last n tokens, exactly as
+long as it will be accepted. A prompt-lookup drafter matching at least n tokens can accept no more at that step,
+and over an answer it needs no fewer target passes (the best jump shrinks by at most one token per position,
+so always taking it is optimal; tested), while no oracle pass verifies a token that is then thrown away.
+Steps are priced by a verification cost curve (`specdec cost-curve`): time = sum of cost(nodes + 1), drafting
+taken as free, so speedup = tokens * cost(1) / time.
 """
 
 from __future__ import annotations
