@@ -14,6 +14,7 @@ stream RMS-normalised (the residual stream is far larger than the normed feature
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from specdec.heads.layer import DraftLayer, LayerShape, Rope
@@ -56,8 +57,7 @@ class EagleNet(nn.Module):
         hidden], the residual streams of extra_layers (ignored without them)."""
         if not self.extra_layers:
             return final
-        e = extras.float()
-        e = (e * torch.rsqrt(e.pow(2).mean(-1, keepdim=True) + self.shape.rms_eps)).to(final.dtype)
+        e = F.rms_norm(extras.float(), extras.shape[-1:], eps=self.shape.rms_eps).to(final.dtype)
         return self.fuse(torch.cat([final, e.flatten(-2)], dim=-1))
 
     def init_from_target(self, target, token_ids: Tensor) -> None:
