@@ -42,7 +42,7 @@ def run_train(args) -> int:
     from specdec.errors import ConfigError
     from specdec.models.load import load_model
     from specdec.train.loop import LoopConfig
-    from specdec.train.pipeline import TrainSettings, build_records, train_drafter
+    from specdec.train.pipeline import TrainSettings, build_records, check_fuse_layers, train_drafter
 
     for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
         if getattr(args, name) < 1:
@@ -55,6 +55,7 @@ def run_train(args) -> int:
     target = load_model(args.target, dtype=args.dtype, device=args.device)
     from specdec.heads.target import embedding
     embedding(target)                      # a non-native target is refused before any data work
+    check_fuse_layers(fuse, target)
     loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     loop.check()

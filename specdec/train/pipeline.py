@@ -75,7 +75,7 @@ def train_drafter(kind: str, target, records: list[dict], out_dir: str | Path, s
     work = settings.work_dir or default_work_dir(target)
     key = hashlib.sha256(json.dumps([r["prompt_ids"] + [-1] + r["response_ids"] for r in records]).encode())
     extra = tuple(settings.fuse_layers) if kind == "eagle" else ()
-    _check_layers(extra, target)
+    check_fuse_layers(extra, target)
     name = f"features-{key.hexdigest()[:16]}" + "".join(f"-L{i}" for i in extra)   # other layers, other files
     bar = _bar(progress, len(records), "features")
     seqs = extract_features(target, records, work / name, extra_layers=extra, progress=bar.update if bar else None)
@@ -152,7 +152,7 @@ def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
     return DistillObjective(net.to(dev), embed, rows)
 
 
-def _check_layers(layers: tuple[int, ...], target) -> None:
+def check_fuse_layers(layers: tuple[int, ...], target) -> None:
     n = target.runtime.num_layers
     if len(set(layers)) != len(layers) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
                                               for i in layers):

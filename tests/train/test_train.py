@@ -150,3 +150,6 @@ def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys
     assert main(["train", "eagle", "--target", str(model_dir), "--data", str(data), "--fuse-layers", "2,x",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--fuse-layers='2,x' is invalid" in capsys.readouterr().err
+    assert main(["train", "eagle", "--target", str(model_dir), "--data", str(tmp_path / "nowhere"),
+                 "--fuse-layers", "0,40", "--out", str(tmp_path / "x")]) == 2     # refused before any data work
+    assert "fuse layers [0, 40] are invalid" in capsys.readouterr().err
