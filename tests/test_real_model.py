@@ -114,3 +114,29 @@ def test_cli_reports_identical_to_vanilla_with_a_test_drafter(capsys):
                "--method", "tests.test_drafters:target_greedy", "-o", "k=3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["identical_to_vanilla"] is True and out["mean_accepted_length"] > 2.0
+
+
+@pytest.fixture(scope="module")
+def q4_target():
+    return load_model("smollm2-135m", dtype="q4", quiet=True)
+
+
+def test_q4_follows_float32_closely(target, q4_target):
+    """4-bit projections hold the GGUF's own Q4_1 codes; only bfloat16 rounding separates them from float32."""
+    ids = target.encode(spec_bench_prompts(1)[0]) + vanilla_tokens(target)
+    ref = target.runtime.forward(torch.tensor([ids]), target.runtime.new_cache(len(ids))).logits[0]
+    got = q4_target.runtime.forward(torch.tensor([ids]), q4_target.runtime.new_cache(len(ids))).logits[0]
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.95
+
+
+def vanilla_tokens(target) -> list[int]:
+    return SpeculativeDecoder(target).generate(target.encode(spec_bench_prompts(1)[0]), 48).token_ids
+
+
+@pytest.mark.parametrize("method,options", [("pld", {"branches": 3}), ("lookahead", {}), ("eagle", {}),
+                                            ("medusa", {})], ids=["pld-tree", "lookahead", "eagle", "medusa"])
+def test_q4_speculative_greedy_equals_q4_vanilla(q4_target, method, options):
+    vanilla, spec = SpeculativeDecoder(q4_target), SpeculativeDecoder(q4_target, make_drafter(method, q4_target, options))
+    for prompt in spec_bench_prompts(1):
+        ids = q4_target.encode(prompt)
+        assert spec.generate(ids, 48).token_ids == vanilla.generate(ids, 48).token_ids, prompt[:60]

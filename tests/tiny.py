@@ -37,10 +37,14 @@ def tiny_hf_model(arch: str = "llama", vocab: int = 64, layers: int = 2, hidden:
     return model
 
 
-def tiny_target(arch: str = "llama", eos: set[int] | None = None, **kw) -> tuple[LoadedModel, object]:
-    """(LoadedModel with the native runtime and no tokenizer, the transformers model it was built from)."""
+def tiny_target(arch: str = "llama", eos: set[int] | None = None, quant: str | None = None,
+                **kw) -> tuple[LoadedModel, object]:
+    """(LoadedModel with the native runtime and no tokenizer, the transformers model it was built from).
+
+    quant="q4": 4-bit projections (CPU only; hidden a multiple of 32)."""
     hf = tiny_hf_model(arch, **kw)
-    rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict(), device=TEST_DEVICE)
+    rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict(), device="cpu" if quant else TEST_DEVICE,
+                      quant=quant)
     return LoadedModel(name=f"tiny-{arch}", runtime=rt, tokenizer=None, eos_token_ids=eos or set(),
                        source="memory"), hf
 

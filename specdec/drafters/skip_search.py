@@ -259,7 +259,8 @@ def choose_skip_set(target, skip: tuple[int, ...] | None, policy: Policy, *, cal
     """Search a skip set (skip None) or estimate a given one within about budget_s seconds; memoised."""
     rt = target.runtime
     key = json.dumps({"v": 3, "source": str(target.source), "layers": rt.num_layers, "dtype": str(rt.dtype),
-                      "device": str(rt.device), "threads": torch.get_num_threads(), "skip": skip,
+                      "quant": getattr(rt, "quant", None), "device": str(rt.device),
+                      "threads": torch.get_num_threads(), "skip": skip,
                       "policy": asdict(policy), "calibration_tokens": calibration_tokens}, sort_keys=True)
     memo = _MEMORY.setdefault(rt, {})
     if key in memo:

@@ -1,7 +1,8 @@
 """Native runtime for the Llama family (Llama, SmolLM2, Qwen2 / 2.5 with qkv bias, Mistral) in plain PyTorch.
 
 Weights use Hugging Face names; q/k/v and gate/up projections are fused at load time so a layer is five
-matrix multiplications (`specdec.models.linear.Linear`: prepacked for oneDNN on CPU). Attention runs over a preallocated `KVCache`; new tokens may carry arbitrary
+matrix multiplications (`specdec.models.linear.Linear`, or `specdec.models.quant.Q4Linear` with 4-bit weights
+when quant="q4"). Attention runs over a preallocated `KVCache`; new tokens may carry arbitrary
 position ids and a mask among themselves, so a whole token tree is scored in one forward pass.
 """
 
@@ -11,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from specdec.errors import ConfigError
 from specdec.kv import KVCache
 from specdec.models.config import DecoderConfig
 from specdec.models.linear import Linear
+from specdec.models.quant import DENSE_ROWS, BF16Linear, Q4Linear
 from specdec.models.rope import apply_rope, rope_tables
 from specdec.models.runtime import ForwardOutput
 
@@ -29,21 +32,31 @@ class LlamaRuntime:
     supports_tree = True
 
     def __init__(self, config: DecoderConfig, state: dict[str, Tensor], *, dtype: torch.dtype = torch.float32,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", quant: str | None = None):
+        """quant=None: dense weights in `dtype`. quant="q4" (CPU, float32 dtype): projections in 4 bits, the LM head
+        in bfloat16 (specdec.models.quant); activations, norms, attention and the KV cache stay float32."""
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
+        self.quant = quant
+        self.exact_rows = quant is not None   # new tokens attend one by one, as in single-token decoding
+        if quant not in (None, "q4"):
+            raise ConfigError(f"quant={quant!r} is unknown; accepted: None, 'q4'")
+        if quant and (self.device.type != "cpu" or dtype != torch.float32):
+            raise ConfigError(f"dtype='q4' runs on the CPU only (got device {self.device}); accepted on "
+                              f"{self.device.type}: float32, bfloat16, float16")
         self.vocab_size = config.vocab_size
         self.num_layers = config.num_layers
         ctx = config.max_context
         if config.sliding_window:
             ctx = min(ctx, config.sliding_window)   # beyond the window the model would need windowed attention
         self.max_context = ctx
-        cast = lambda t: t.to(device=self.device, dtype=dtype).contiguous()  # noqa: E731
+        cast = lambda t: t.to(device=self.device, dtype=dtype).contiguous()
         self.embed = cast(state["model.embed_tokens.weight"])                 # [vocab, hidden]
         head = state.get("lm_head.weight")
         tied = head is None or config.tie_word_embeddings
-        self.lm_head = Linear(self.embed if tied else cast(head))
+        lm = self.embed if tied else cast(head)
+        self.lm_head = BF16Linear(lm, keep=True) if quant else Linear(lm)
         self.final_norm = cast(state["model.norm.weight"])
         self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
@@ -52,15 +65,20 @@ class LlamaRuntime:
     def _layer(self, state: dict[str, Tensor], i: int, cast) -> dict[str, Tensor]:
         p = f"model.layers.{i}."
         a = p + "self_attn."
-        proj = lambda w, b=None: Linear(cast(w), None if b is None else cast(b))  # noqa: E731
+
+        def proj(name: str, w: Tensor, b: Tensor | None = None):
+            if self.quant:
+                return Q4Linear(w, None if b is None else cast(b), name=f"layer {i} {name}")
+            return Linear(cast(w), None if b is None else cast(b))
+
         layer = {
             "attn_norm": cast(state[p + "input_layernorm.weight"]),
-            "qkv": proj(torch.cat([state[a + n + "_proj.weight"] for n in "qkv"]),   # [(h + 2 kvh) * d, hidden]
+            "qkv": proj("qkv", torch.cat([state[a + n + "_proj.weight"] for n in "qkv"]),   # [(h + 2 kvh) * d, hidden]
                         torch.cat([state[a + n + "_proj.bias"] for n in "qkv"]) if a + "q_proj.bias" in state else None),
-            "o": proj(state[a + "o_proj.weight"]),
+            "o": proj("o_proj", state[a + "o_proj.weight"]),
             "mlp_norm": cast(state[p + "post_attention_layernorm.weight"]),
-            "gate_up": proj(torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])),
-            "down": proj(state[p + "mlp.down_proj.weight"]),
+            "gate_up": proj("gate_up", torch.cat([state[p + "mlp.gate_proj.weight"], state[p + "mlp.up_proj.weight"]])),
+            "down": proj("down_proj", state[p + "mlp.down_proj.weight"]),
         }
         return layer
 
@@ -127,10 +145,32 @@ class LlamaRuntime:
         qk = apply_rope(qkv[:, :h + kvh], cos, sin)                  # q and k heads rotated together
         q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kvh:]              # [batch, heads, t, head_dim]
         keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
-        # Grouped-query attention without copying K/V: fold the query heads of each KV group into the rows.
         group = c.num_heads // c.num_kv_heads
-        q = q.reshape(bsz, c.num_kv_heads, group * t, c.head_dim)
-        m = None if mask is None else mask.repeat(group, 1)           # [group * t, start + t]
-        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
+        if self.exact_rows and 1 < t < DENSE_ROWS:
+            o = self._attention_by_row(q, keys, values, mask)
+        else:
+            # Grouped-query attention without copying K/V: fold the query heads of each KV group into the rows.
+            q = q.reshape(bsz, c.num_kv_heads, group * t, c.head_dim)
+            m = None if mask is None else mask.repeat(group, 1)       # [group * t, start + t]
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
         o = o.reshape(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
         return layer["o"](o)
+
+    def _attention_by_row(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+        """Each new token attends alone, to exactly the keys it may see, in one call shaped like a one-token decode
+        step's (no mask): the CPU attention kernel's blocking depends on the query and key lengths, so a masked
+        multi-row call does not round like the single-token steps of vanilla decoding. -> [batch, heads, t, d]."""
+        c = self.config
+        bsz, _, t, d = q.shape
+        group = c.num_heads // c.num_kv_heads
+        past = keys.shape[2] - t
+        rows = []
+        for j in range(t):
+            qj = q[:, :, j:j + 1].reshape(bsz, c.num_kv_heads, group, d)
+            if bool(mask[j, past:past + j].all()):                    # a chain: the first past + j + 1 keys
+                kj, vj = keys[:, :, :past + j + 1], values[:, :, :past + j + 1]
+            else:                                                      # a tree node: past + its ancestors
+                seen = mask[j].nonzero().squeeze(1)
+                kj, vj = keys.index_select(2, seen), values.index_select(2, seen)
+            rows.append(F.scaled_dot_product_attention(qj, kj, vj))  # [batch, kv_heads, group, d]
+        return torch.stack(rows, dim=3).reshape(bsz, c.num_heads, t, d)

@@ -15,7 +15,10 @@ from specdec.models.cache_dir import cache_root, sha256_memo
 from specdec.models.config import NATIVE_ARCHITECTURES, DecoderConfig
 from specdec.models.registry import REGISTRY, RegistryEntry
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Weight and activation precisions by name. "q4": 4-bit projections, float32 activations (specdec.models.quant;
+# native runtime on CPU); a transformers copy of a q4 model (the bench baselines) runs in float32.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "q4": torch.float32}
+QUANT = {"q4": "q4"}
 ACCEPTED_MODELS = ("a registry name (see `specdec models`), a .gguf file, a local Hugging Face model directory "
                    "(config.json + safetensors) or a reachable hub id like org/name")
 
@@ -62,7 +65,7 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", quiet:
     dev = _parse_device(device)
     t0 = time.perf_counter()
     model_dir, source, info = _resolve(name, quiet)
-    model = load_hf_dir(model_dir, dtype=DTYPES[dtype], device=dev, name=name)
+    model = load_hf_dir(model_dir, dtype=DTYPES[dtype], device=dev, name=name, quant=QUANT.get(dtype))
     model.source, model.info = source, {**info, **model.info}
     model.info["hf_dir"] = str(model_dir)    # the Hugging Face style directory the weights were read from
     model.load_seconds = time.perf_counter() - t0
@@ -117,7 +120,7 @@ def _from_hub(repo_id: str) -> Path:
 
 
 def load_hf_dir(path: Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                name: str | None = None) -> LoadedModel:
+                name: str | None = None, quant: str | None = None) -> LoadedModel:
     """Load a Hugging Face style model directory: native runtime for the Llama family, else the adapter."""
     import transformers
     try:
@@ -129,6 +132,7 @@ def load_hf_dir(path: Path, *, dtype: torch.dtype = torch.float32, device: torch
     shards = sorted(Path(path).glob("*.safetensors"))
     if archs & set(NATIVE_ARCHITECTURES) and shards:
         from safetensors.torch import load_file
+
         from specdec.models.llama import LlamaRuntime
         state = {}
         try:
@@ -136,8 +140,13 @@ def load_hf_dir(path: Path, *, dtype: torch.dtype = torch.float32, device: torch
                 state.update(load_file(str(shard)))
         except Exception as e:
             raise ModelFileError(f"{shard} is not a readable safetensors file ({e})") from None
-        runtime = LlamaRuntime(DecoderConfig.from_hf(hf_config), state, dtype=dtype, device=device)
+        runtime = LlamaRuntime(DecoderConfig.from_hf(hf_config), state, dtype=dtype, device=device,
+                               quant=quant)
         kind = "native"
+    elif quant:
+        raise ConfigError(f"dtype={quant!r} needs the native runtime (architectures {', '.join(NATIVE_ARCHITECTURES)} "
+                          f"with safetensors weights); {path} has {sorted(archs) or 'no architectures'}. "
+                          f"Accepted for it: float32, bfloat16, float16")
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
         from specdec.models.hf_adapter import HFRuntime

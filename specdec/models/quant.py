@@ -1,0 +1,125 @@
+"""4-bit weights for the native runtime on CPU (`--dtype q4`).
+
+Each projection is stored as 4-bit codes in groups of 32 input columns with an affine map per group
+(w = low + scale * code, code in 0..15: the layout of GGUF's Q4_1) and multiplied by PyTorch's weight-only int4
+kernel, whose activations are bfloat16 and whose accumulation is float32. Quantisation is round-to-nearest per
+group. A model that was already 4-bit affine per 32 columns (a Q4_1 or Q4_K GGUF, dequantised on load) is
+recovered code for code: the smallest and largest weights of a group are its codes 0 and 15, so the group's
+low and scale come back, and every other weight lands on its code. The kernel takes the group scales in
+bfloat16, which rounds them (relative error at most 2^-9).
+
+The LM head stays dense, in bfloat16, through oneDNN with weights prepacked once (AMX where the CPU has it).
+Passes of DENSE_ROWS rows or more (prefills) also take that dense path, on a bfloat16 copy of the 4-bit weights:
+the 4-bit kernel's cost grows with every row (1.1 s for a 512-token prefill of SmolLM2-135M against 0.6 s in
+float32), a dense AMX product's hardly at all.
+
+Why: a decode step of SmolLM2-135M reads 538 MB of float32 weights but 60 MB of 4-bit codes, and on this
+machine the projections of one token took 6.3 ms in 4 bits against 20.3 ms in float32 (docs/runtime.md). Both
+kernels compute every output row on its own, in the same order whatever the number of rows, so scoring k < 64
+tokens in one pass gives bit for bit the logits of k single-token passes (tested): greedy speculative output
+equals vanilla output without the rounding caveat of float32 MKL, for drafts of fewer than DENSE_ROWS tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from specdec.errors import ConfigError
+
+GROUP = 32        # input columns per quantisation group
+DENSE_ROWS = 64   # passes with at least this many rows use the dense bfloat16 copy
+_LEVELS = 15      # codes 0..15
+_KERNEL_CENTRE = 8   # the int4 kernel computes (code - 8) * scale + zero
+
+
+def quantize_q4(weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Round-to-nearest 4-bit affine quantisation of weight [out, in] per group of 32 input columns.
+
+    -> (codes int32 [out, in] in 0..15, scale [out, in / 32], low [out, in / 32]) with
+    weight ~= low + scale * code (exact for weights that were already of that form).
+    """
+    out, inp = weight.shape
+    groups = weight.float().reshape(out, inp // GROUP, GROUP)            # [out, groups, 32]
+    low, high = groups.amin(-1), groups.amax(-1)                          # [out, groups]
+    scale = (high - low) / _LEVELS
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))          # a constant group: every code 0
+    codes = ((groups - low[..., None]) / safe[..., None]).round().clamp(0, _LEVELS)
+    return codes.to(torch.int32).reshape(out, inp), scale, low
+
+
+def dequantize_q4(codes: Tensor, scale: Tensor, low: Tensor) -> Tensor:
+    """Inverse of quantize_q4: float32 [out, in]."""
+    out, inp = codes.shape
+    groups = codes.float().reshape(out, inp // GROUP, GROUP)
+    return (low[..., None] + scale[..., None] * groups).reshape(out, inp)
+
+
+def check_q4_shape(out_features: int, in_features: int, what: str) -> None:
+    if in_features % GROUP or out_features % 16:
+        raise ConfigError(f"dtype='q4' needs projections whose input size is a multiple of {GROUP} and output "
+                          f"size a multiple of 16; {what} is [{out_features}, {in_features}]. Accepted for this "
+                          f"model: float32, bfloat16, float16")
+
+
+class Q4Linear:
+    """y = x @ W.T (+ bias) for W [out, in] held as 4-bit codes; x [..., in] of any float dtype, y float32."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None, name: str = "a projection"):
+        self.out_features, self.in_features = weight.shape
+        check_q4_shape(self.out_features, self.in_features, name)
+        codes, scale, low = quantize_q4(weight)
+        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 2)      # [out, in / 2] uint8
+        zero = low + _KERNEL_CENTRE * scale
+        self.scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()  # [g, out, 2]
+        self.bias = None if bias is None else bias.float()
+        k_scale, k_zero = (t.t() for t in self.scales_zeros.float().unbind(-1))         # [out, groups] as used
+        self.dense = BF16Linear(dequantize_q4(codes, k_scale, k_zero - _KERNEL_CENTRE * k_scale))
+
+    @property
+    def weight(self) -> Tensor:
+        """The weights the kernel multiplies by, rounded to bfloat16, as float32 [in, out] (the dense Linear's
+        layout; for initialising heads from the target)."""
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16)                         # row i picks input i
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)                       # [rows, in]
+        if rows.shape[0] >= DENSE_ROWS:
+            y = self.dense(rows)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros).float()
+        y = y.reshape(*shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+class BF16Linear:
+    """y = x @ W.T for W [out, in] in bfloat16, prepacked once for oneDNN (AMX / AVX512-BF16); y float32.
+
+    keep=True keeps a reference to the given weight (no copy) so `weight` can show it (the tied LM head)."""
+
+    def __init__(self, weight: Tensor, keep: bool = False):
+        self.out_features, self.in_features = weight.shape
+        self._source = weight if keep else None
+        w16 = weight.to(torch.bfloat16).contiguous()                                    # [out, in]
+        try:
+            self.packed, self._plain = torch.ops.mkldnn._reorder_linear_weight(w16, None), None
+        except (RuntimeError, AttributeError):      # a build without oneDNN: plain bfloat16 matmul
+            self.packed, self._plain = None, w16.t()
+
+    @property
+    def weight(self) -> Tensor:
+        """The multiplied weights as float32 [in, out] (the dense Linear's layout; for initialising heads)."""
+        if self._source is None:
+            raise AttributeError("this BF16Linear was built without keep=True")
+        return self._source.t().to(torch.bfloat16).float()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        if self.packed is not None:
+            y = torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], "")
+        else:
+            y = rows @ self._plain
+        return y.float().reshape(*shape[:-1], self.out_features)
