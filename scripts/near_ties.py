@@ -18,18 +18,8 @@ from pathlib import Path
 
 import torch
 
-from specdec.bench.harness import conversation
-from specdec.bench.questions import default_data_path, load_questions
-from specdec.bench.records import REFERENCE
+from specdec.bench.rescore import recorded_answers, teacher_forced_logits
 from specdec.models.load import load_model
-
-
-def rows(rt, prompt: list[int], seq: list[int], width: int) -> torch.Tensor:
-    """Logits after each token of seq (following prompt), scored `width` tokens per pass."""
-    cache = rt.new_cache(len(prompt) + len(seq) + 1)
-    rt.forward(torch.tensor([prompt], device=rt.device), cache, logits="none")
-    return torch.cat([rt.forward(torch.tensor([seq[i:i + width]], device=rt.device), cache).logits[0]
-                      for i in range(0, len(seq), width)]).float()
 
 
 @torch.inference_mode()
@@ -41,26 +31,23 @@ def main() -> None:
     args = ap.parse_args()
     run = json.loads((args.run / "run.json").read_text())
     target = load_model(run["model"], dtype=run.get("dtype", "float32"))
-    questions = {q.question_id: q for q in load_questions(args.data or default_data_path())}
-    answers = {(r["question_id"], r["turn"]): r["token_ids"]
-               for r in map(json.loads, (args.run / "results.jsonl").open()) if r["method"] == REFERENCE}
-    gaps, diffs, flips = [], [], 0
-    for (qid, turn), answer in answers.items():
-        earlier = [target.decode(answers[(qid, t)]) for t in range(1, turn)]
-        prompt = target.encode(conversation(questions[qid], turn, earlier))
-        seq = [prompt[-1]] + answer[:-1]
-        one, multi = rows(target.runtime, prompt[:-1], seq, 1), rows(target.runtime, prompt[:-1], seq, args.width)
+    gaps, diffs, flips, n = [], [], 0, 0
+    for prompt, answer in recorded_answers(args.run, target, args.data):
+        one = teacher_forced_logits(target.runtime, prompt, answer, 1)
+        multi = teacher_forced_logits(target.runtime, prompt, answer, args.width)
+        n += 1
         top = one.topk(2, -1).values
         gaps.append(top[:, 0] - top[:, 1])
         diffs.append((multi - one).abs().max(-1).values)
         flips += int((multi.argmax(-1) != one.argmax(-1)).sum())
     g, d = torch.cat(gaps), torch.cat(diffs)
-    print(f"{len(g)} greedy steps of {len(answers)} answers ({run['model']}, {run.get('dtype', 'float32')})")
+    print(f"{len(g)} greedy steps of {n} answers ({run['model']}, {run.get('dtype', 'float32')})")
     print(f"top-2 logit gap: min {g.min():.3g}, 0.1% quantile {g.quantile(0.001):.3g}, "
           f"1% {g.quantile(0.01):.3g}, median {g.median():.3g}")
     print(f"max |1-row - {args.width}-row logit| per step: median {d.median():.3g}, 99% {d.quantile(0.99):.3g}, "
           f"max {d.max():.3g}")
-    print(f"steps whose gap is below the largest difference: {int((g < d.max()).sum())}; argmax flips: {flips}")
+    print(f"steps whose gap is below the largest difference: {int((g < d.max()).sum())}; exact ties: "
+          f"{int((g == 0).sum())}; argmax flips: {flips}")
 
 
 if __name__ == "__main__":

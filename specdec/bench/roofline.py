@@ -35,9 +35,8 @@ def _sync(device: torch.device) -> None:
 def weight_bytes_per_token(runtime) -> int:
     """Bytes of weights a batch-1 decode step reads (see module docstring)."""
     if hasattr(runtime, "layers"):               # native LlamaRuntime: tensors and Linear projections
-        from specdec.models.linear import Linear
         parts = [runtime.final_norm, runtime.lm_head] + [t for layer in runtime.layers for t in layer.values()]
-        tensors = [t for p in parts for t in ([p.weight, p.bias] if isinstance(p, Linear) else [p]) if t is not None]
+        tensors = [t for p in parts for t in (p.decode_tensors() if hasattr(p, "decode_tensors") else [p])]
     else:                                        # transformers adapter: its nn.Module
         model = runtime.model
         skip = {id(p) for p in model.get_input_embeddings().parameters()}

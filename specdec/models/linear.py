@@ -19,6 +19,10 @@ class Linear:
         self.weight = weight.t().contiguous()              # [in, out]
         self.bias = bias                                   # [out] or None
 
+    def decode_tensors(self) -> list[Tensor]:
+        """The tensors a one-token step reads (for the bandwidth roofline)."""
+        return [self.weight] + ([] if self.bias is None else [self.bias])
+
     def __call__(self, x: Tensor) -> Tensor:
         y = x @ self.weight
         return y if self.bias is None else y + self.bias

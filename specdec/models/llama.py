@@ -16,7 +16,7 @@ from specdec.errors import ConfigError
 from specdec.kv import KVCache
 from specdec.models.config import DecoderConfig
 from specdec.models.linear import Linear
-from specdec.models.quant import DENSE_ROWS, BF16Linear, Q4Linear
+from specdec.models.quant import DENSE_ROWS, PackedLinear, Q4Linear
 from specdec.models.rope import apply_rope, rope_tables
 from specdec.models.runtime import ForwardOutput
 
@@ -34,7 +34,7 @@ class LlamaRuntime:
     def __init__(self, config: DecoderConfig, state: dict[str, Tensor], *, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", quant: str | None = None):
         """quant=None: dense weights in `dtype`. quant="q4" (CPU, float32 dtype): projections in 4 bits, the LM head
-        in bfloat16 (specdec.models.quant); activations, norms, attention and the KV cache stay float32."""
+        prepacked for oneDNN (specdec.models.quant); activations, norms, attention and the KV cache stay float32."""
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype
@@ -56,7 +56,7 @@ class LlamaRuntime:
         head = state.get("lm_head.weight")
         tied = head is None or config.tie_word_embeddings
         lm = self.embed if tied else cast(head)
-        self.lm_head = BF16Linear(lm, keep=True) if quant else Linear(lm)
+        self.lm_head = PackedLinear(lm, torch.float32, keep=True) if quant else Linear(lm)
         self.final_norm = cast(state["model.norm.weight"])
         self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)

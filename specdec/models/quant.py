@@ -8,16 +8,18 @@ recovered code for code: the smallest and largest weights of a group are its cod
 low and scale come back, and every other weight lands on its code. The kernel takes the group scales in
 bfloat16, which rounds them (relative error at most 2^-9).
 
-The LM head stays dense, in bfloat16, through oneDNN with weights prepacked once (AMX where the CPU has it).
-Passes of DENSE_ROWS rows or more (prefills) also take that dense path, on a bfloat16 copy of the 4-bit weights:
+The LM head stays dense and float32 (a Q8_0 GGUF head is exact there), through oneDNN with its weights prepacked
+once: float32 logits, so greedy decisions see no bfloat16 ties. Passes of DENSE_ROWS rows or more (prefills)
+take a dense path too, on a bfloat16 copy of the 4-bit weights through oneDNN (AMX where the CPU has it):
 the 4-bit kernel's cost grows with every row (1.1 s for a 512-token prefill of SmolLM2-135M against 0.6 s in
 float32), a dense AMX product's hardly at all.
 
 Why: a decode step of SmolLM2-135M reads 538 MB of float32 weights but 60 MB of 4-bit codes, and on this
-machine the projections of one token took 6.3 ms in 4 bits against 20.3 ms in float32 (docs/runtime.md). Both
-kernels compute every output row on its own, in the same order whatever the number of rows, so scoring k < 64
+machine the projections of one token took 6.3 ms in 4 bits against 20.3 ms in float32 (docs/runtime.md). The
+4-bit kernel and oneDNN compute every output row on its own, in the same order whatever the number of rows, and
+in q4 the runtime lets each new token attend alone (`LlamaRuntime._attention_by_row`), so scoring k < DENSE_ROWS
 tokens in one pass gives bit for bit the logits of k single-token passes (tested): greedy speculative output
-equals vanilla output without the rounding caveat of float32 MKL, for drafts of fewer than DENSE_ROWS tokens.
+equals vanilla output without the rounding caveat of float32 MKL.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Q4Linear:
         self.scales_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()  # [g, out, 2]
         self.bias = None if bias is None else bias.float()
         k_scale, k_zero = (t.t() for t in self.scales_zeros.float().unbind(-1))         # [out, groups] as used
-        self.dense = BF16Linear(dequantize_q4(codes, k_scale, k_zero - _KERNEL_CENTRE * k_scale))
+        self.dense = PackedLinear(dequantize_q4(codes, k_scale, k_zero - _KERNEL_CENTRE * k_scale))
 
     @property
     def weight(self) -> Tensor:
@@ -82,6 +84,10 @@ class Q4Linear:
         layout; for initialising heads from the target)."""
         eye = torch.eye(self.in_features, dtype=torch.bfloat16)                         # row i picks input i
         return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float()
+
+    def decode_tensors(self) -> list[Tensor]:
+        """The tensors a one-token step reads (for the bandwidth roofline): codes, scales, bias."""
+        return [self.packed, self.scales_zeros] + ([] if self.bias is None else [self.bias])
 
     def __call__(self, x: Tensor) -> Tensor:
         shape = x.shape
@@ -94,30 +100,37 @@ class Q4Linear:
         return y if self.bias is None else y + self.bias
 
 
-class BF16Linear:
-    """y = x @ W.T for W [out, in] in bfloat16, prepacked once for oneDNN (AMX / AVX512-BF16); y float32.
+class PackedLinear:
+    """y = x @ W.T for W [out, in] prepacked once for oneDNN in `dtype` (bfloat16: AMX / AVX512-BF16); y float32.
 
-    keep=True keeps a reference to the given weight (no copy) so `weight` can show it (the tied LM head)."""
+    oneDNN computes each output row alone (tested: any number of rows gives the same bits per row), unlike MKL's
+    float32 path, whose one-row product rounds differently. keep=True keeps a reference to the given weight (no
+    copy) so `weight` can show it (the tied LM head)."""
 
-    def __init__(self, weight: Tensor, keep: bool = False):
+    def __init__(self, weight: Tensor, dtype: torch.dtype = torch.bfloat16, keep: bool = False):
         self.out_features, self.in_features = weight.shape
+        self.dtype = dtype
         self._source = weight if keep else None
-        w16 = weight.to(torch.bfloat16).contiguous()                                    # [out, in]
+        w = weight.to(dtype).contiguous()                                               # [out, in]
         try:
-            self.packed, self._plain = torch.ops.mkldnn._reorder_linear_weight(w16, None), None
-        except (RuntimeError, AttributeError):      # a build without oneDNN: plain bfloat16 matmul
-            self.packed, self._plain = None, w16.t()
+            self.packed, self._plain = torch.ops.mkldnn._reorder_linear_weight(w, None), None
+        except (RuntimeError, AttributeError):      # a build without oneDNN: plain matmul
+            self.packed, self._plain = None, w.t()
 
     @property
     def weight(self) -> Tensor:
         """The multiplied weights as float32 [in, out] (the dense Linear's layout; for initialising heads)."""
         if self._source is None:
-            raise AttributeError("this BF16Linear was built without keep=True")
-        return self._source.t().to(torch.bfloat16).float()
+            raise AttributeError("this PackedLinear was built without keep=True")
+        return self._source.t().to(self.dtype).float()
+
+    def decode_tensors(self) -> list[Tensor]:
+        """The tensors a one-token step reads (for the bandwidth roofline)."""
+        return [self.packed if self.packed is not None else self._plain]
 
     def __call__(self, x: Tensor) -> Tensor:
         shape = x.shape
-        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        rows = x.reshape(-1, self.in_features).to(self.dtype)
         if self.packed is not None:
             y = torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], "")
         else:

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from specdec.errors import ModelFileError, ModelNotFoundError
+from specdec.errors import ConfigError, ModelFileError, ModelNotFoundError
 from specdec.models import fetch
 from specdec.models.load import load_model
 from specdec.models.registry import REGISTRY
@@ -51,6 +51,24 @@ def test_other_architectures_use_the_transformers_adapter(tmp_path):
     cache.rollback(3)
     rest = rt.forward(torch.tensor([ids[5:]]), cache).logits
     assert (torch.cat([first, rest], 1) - ref).abs().max() < 1e-4
+
+
+def test_q4_loads_a_hf_directory_and_refuses_the_transformers_adapter(tmp_path):
+    path, hf = write_hf_dir(tmp_path / "model", "qwen2")             # qkv biases ride along in float32
+    model = load_model(str(path), dtype="q4")
+    assert model.runtime.quant == "q4" and model.runtime.dtype == torch.float32
+    ids = model.encode("hello world")
+    with torch.no_grad():
+        ref = hf(torch.tensor([ids])).logits
+    assert (_logits(model, ids) - ref).abs().max() < 0.2 * ref.abs().max()     # 4-bit rounding of random weights
+    import transformers
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "gpt2")
+    tiny_tokenizer().save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(ConfigError, match="needs the native runtime.*Accepted for it: float32"):
+        load_model(str(tmp_path / "gpt2"), dtype="q4")
+    with pytest.raises(ConfigError, match="accepted: float32, bfloat16, float16, q4"):
+        load_model(str(path), dtype="int3")
 
 
 def test_gguf_file_converts_once_and_matches(tmp_path):

@@ -13,7 +13,7 @@ from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
 from specdec.models.config import DecoderConfig
 from specdec.models.llama import LlamaRuntime
-from specdec.models.quant import DENSE_ROWS, Q4Linear, dequantize_q4, quantize_q4
+from specdec.models.quant import DENSE_ROWS, PackedLinear, Q4Linear, dequantize_q4, quantize_q4
 from specdec.tree import tree_inputs
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_hf_model, tiny_target
@@ -54,6 +54,16 @@ def test_q4_linear_matches_the_dense_product_of_its_weights(rows):
     assert got.shape == (2, rows, 48) and got.dtype == torch.float32
     assert (got - ref).abs().max() < 0.02 * ref.abs().max()      # bfloat16 activations and scales
     assert (lin.weight.t() - dequantize_q4(*quantize_q4(w))).abs().max() < 0.02 * w.abs().max()
+
+
+@pytest.mark.parametrize("make", [lambda w: Q4Linear(w), lambda w: PackedLinear(w, torch.float32),
+                                  lambda w: PackedLinear(w, torch.bfloat16)], ids=["q4", "packed-fp32", "packed-bf16"])
+def test_each_row_comes_out_the_same_whatever_the_number_of_rows(make):
+    g = torch.Generator().manual_seed(2)
+    lin, x = make(torch.randn(320, 192, generator=g)), torch.randn(DENSE_ROWS - 1, 192, generator=g)
+    full = lin(x)
+    for rows in (1, 2, 3, 4, 7, 8, 16, 33):
+        assert torch.equal(lin(x[:rows]), full[:rows]), rows
 
 
 def _q4_target(**kw):
