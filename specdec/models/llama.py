@@ -107,7 +107,8 @@ class LlamaRuntime:
             raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}, "
                                f"cache capacity {cache.capacity}")
         cos, sin = self.cos[positions], self.sin[positions]
-        mask = self._attention_mask(start, t, tree_mask)
+        exact = self.exact_rows and 1 < t < DENSE_ROWS
+        mask = self._row_keys(start, t, tree_mask) if exact else self._attention_mask(start, t, tree_mask)
         x = F.embedding(input_ids, self.embed)                       # [batch, t, hidden]
         out = ForwardOutput(logits=None)
         for i in range(len(self.layers)) if layers is None else layers:
@@ -137,7 +138,8 @@ class LlamaRuntime:
         return torch.cat([past, new.to(self.device)], dim=1)
 
     def _attention(self, layer, x: Tensor, cache: KVCache, i: int, cos: Tensor, sin: Tensor,
-                   mask: Tensor | None) -> Tensor:
+                   mask: Tensor | list | None) -> Tensor:
+        """mask: the bool mask of _attention_mask, or (exact rows) the list of _row_keys."""
         c = self.config
         bsz, t, _ = x.shape
         h, kvh = c.num_heads, c.num_kv_heads
@@ -146,7 +148,7 @@ class LlamaRuntime:
         q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kvh:]              # [batch, heads, t, head_dim]
         keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
         group = c.num_heads // c.num_kv_heads
-        if self.exact_rows and 1 < t < DENSE_ROWS:
+        if isinstance(mask, list):
             o = self._attention_by_row(q, keys, values, mask)
         else:
             # Grouped-query attention without copying K/V: fold the query heads of each KV group into the rows.
@@ -156,21 +158,33 @@ class LlamaRuntime:
         o = o.reshape(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
         return layer["o"](o)
 
-    def _attention_by_row(self, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+    def _row_keys(self, start: int, t: int, tree_mask: Tensor | None) -> list[int | Tensor]:
+        """For each new token, the keys it may see: an int n (the first n, a chain) or an index tensor (past +
+        tree ancestors). Computed once per forward for every layer's _attention_by_row."""
+        if tree_mask is None:
+            return list(range(start + 1, start + t + 1))
+        keys: list[int | Tensor] = []
+        for j, row in enumerate(tree_mask.cpu()):
+            seen = row.nonzero().squeeze(1)
+            if len(seen) == j + 1:                      # every earlier node is an ancestor: a chain so far
+                keys.append(start + j + 1)
+            else:
+                keys.append(torch.cat([torch.arange(start), start + seen]).to(self.device))
+        return keys
+
+    def _attention_by_row(self, q: Tensor, keys: Tensor, values: Tensor, row_keys: list[int | Tensor]) -> Tensor:
         """Each new token attends alone, to exactly the keys it may see, in one call shaped like a one-token decode
         step's (no mask): the CPU attention kernel's blocking depends on the query and key lengths, so a masked
         multi-row call does not round like the single-token steps of vanilla decoding. -> [batch, heads, t, d]."""
         c = self.config
         bsz, _, t, d = q.shape
         group = c.num_heads // c.num_kv_heads
-        past = keys.shape[2] - t
         rows = []
-        for j in range(t):
+        for j, seen in enumerate(row_keys):
             qj = q[:, :, j:j + 1].reshape(bsz, c.num_kv_heads, group, d)
-            if bool(mask[j, past:past + j].all()):                    # a chain: the first past + j + 1 keys
-                kj, vj = keys[:, :, :past + j + 1], values[:, :, :past + j + 1]
-            else:                                                      # a tree node: past + its ancestors
-                seen = mask[j].nonzero().squeeze(1)
+            if isinstance(seen, int):
+                kj, vj = keys[:, :, :seen], values[:, :, :seen]
+            else:
                 kj, vj = keys.index_select(2, seen), values.index_select(2, seen)
             rows.append(F.scaled_dot_product_attention(qj, kj, vj))  # [batch, kv_heads, group, d]
         return torch.stack(rows, dim=3).reshape(bsz, c.num_heads, t, d)
