@@ -12,24 +12,23 @@ chain), and prints the distribution of top-2 logit gaps, of the 1-row vs 8-row d
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
 
-from specdec.bench.rescore import recorded_answers, teacher_forced_logits
+from specdec.bench.rescore import (
+    load_run,
+    recorded_answers,
+    run_parser,
+    teacher_forced_logits,
+)
 from specdec.models.load import load_model
 
 
 @torch.inference_mode()
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, required=True, help="a specdec bench --out directory (greedy)")
-    ap.add_argument("--data", type=Path, default=None, help="the run's question file (default: the shipped copy)")
+    ap = run_parser(__doc__)
     ap.add_argument("--width", type=int, default=8, help="tokens per pass for the multi-row scoring")
     args = ap.parse_args()
-    run = json.loads((args.run / "run.json").read_text())
+    run = load_run(args.run)
     target = load_model(run["model"], dtype=run.get("dtype", "float32"))
     gaps, diffs, flips, n = [], [], 0, 0
     for prompt, answer in recorded_answers(args.run, target, args.data):

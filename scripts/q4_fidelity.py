@@ -10,32 +10,25 @@ two is bfloat16 rounding of activations, group scales and logits.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-from specdec.bench.rescore import recorded_answers, teacher_forced_logits
+from specdec.bench import rescore
 from specdec.engine import SpeculativeDecoder
 from specdec.models.load import load_model
 
 
 @torch.inference_mode()
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, required=True, help="a float32 greedy specdec bench --out directory")
-    ap.add_argument("--data", type=Path, default=None, help="the run's question file (default: the shipped copy)")
-    args = ap.parse_args()
-    run = json.loads((args.run / "run.json").read_text())
+    args = rescore.run_parser(__doc__, "a float32 greedy specdec bench --out directory").parse_args()
+    run = rescore.load_run(args.run)
     ref, q4 = load_model(run["model"], dtype="float32"), load_model(run["model"], dtype="q4")
     vanilla = SpeculativeDecoder(q4)
     steps = agree = identical = answers = 0
     kl, first_diff = 0.0, []
-    for prompt, answer in recorded_answers(args.run, ref, args.data):
-        a = teacher_forced_logits(ref.runtime, prompt, answer, 8)
-        b = teacher_forced_logits(q4.runtime, prompt, answer, 8)
+    for prompt, answer in rescore.recorded_answers(args.run, ref, args.data):
+        a = rescore.teacher_forced_logits(ref.runtime, prompt, answer, 8)
+        b = rescore.teacher_forced_logits(q4.runtime, prompt, answer, 8)
         steps += len(answer)
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         kl += float(F.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True, reduction="sum"))

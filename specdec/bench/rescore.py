@@ -3,6 +3,7 @@ precision studies: scripts/near_ties.py, scripts/q4_fidelity.py)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,19 @@ import torch
 from specdec.bench.harness import conversation
 from specdec.bench.questions import default_data_path, load_questions
 from specdec.bench.records import REFERENCE
+
+
+def run_parser(doc: str, run_help: str = "a greedy specdec bench --out directory") -> argparse.ArgumentParser:
+    """A script's argument parser with --run (a bench output directory) and --data (its question file)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help=run_help)
+    ap.add_argument("--data", type=Path, default=None, help="the run's question file (default: the shipped copy)")
+    return ap
+
+
+def load_run(run: Path) -> dict:
+    """A bench output directory's run.json (model, dtype, ...)."""
+    return json.loads((run / "run.json").read_text())
 
 
 def recorded_answers(run: Path, target, data: Path | None = None) -> Iterator[tuple[list[int], list[int]]]:

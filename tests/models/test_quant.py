@@ -13,7 +13,13 @@ from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
 from specdec.models.config import DecoderConfig
 from specdec.models.llama import LlamaRuntime
-from specdec.models.quant import DENSE_ROWS, PackedLinear, Q4Linear, dequantize_q4, quantize_q4
+from specdec.models.quant import (
+    DENSE_ROWS,
+    PackedLinear,
+    Q4Linear,
+    dequantize_q4,
+    quantize_q4,
+)
 from specdec.tree import tree_inputs
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_hf_model, tiny_target
