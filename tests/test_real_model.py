@@ -121,22 +121,24 @@ def q4_target():
     return load_model("smollm2-135m", dtype="q4", quiet=True)
 
 
-def test_q4_follows_float32_closely(target, q4_target):
+def test_q4_follows_float32_closely(target, q4_target, vanilla_outputs):
     """4-bit projections hold the GGUF's own Q4_1 codes; only bfloat16 rounding separates them from float32."""
-    ids = target.encode(spec_bench_prompts(1)[0]) + vanilla_tokens(target)
+    prompt = spec_bench_prompts(1)[0]
+    ids = target.encode(prompt) + vanilla_outputs[prompt]
     ref = target.runtime.forward(torch.tensor([ids]), target.runtime.new_cache(len(ids))).logits[0]
     got = q4_target.runtime.forward(torch.tensor([ids]), q4_target.runtime.new_cache(len(ids))).logits[0]
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.95
 
 
-def vanilla_tokens(target) -> list[int]:
-    return SpeculativeDecoder(target).generate(target.encode(spec_bench_prompts(1)[0]), 48).token_ids
+@pytest.fixture(scope="module")
+def q4_vanilla_outputs(q4_target):
+    vanilla = SpeculativeDecoder(q4_target)
+    return {p: vanilla.generate(q4_target.encode(p), 48).token_ids for p in spec_bench_prompts(1)}
 
 
 @pytest.mark.parametrize("method,options", [("pld", {"branches": 3}), ("lookahead", {}), ("eagle", {}),
                                             ("medusa", {})], ids=["pld-tree", "lookahead", "eagle", "medusa"])
-def test_q4_speculative_greedy_equals_q4_vanilla(q4_target, method, options):
-    vanilla, spec = SpeculativeDecoder(q4_target), SpeculativeDecoder(q4_target, make_drafter(method, q4_target, options))
-    for prompt in spec_bench_prompts(1):
-        ids = q4_target.encode(prompt)
-        assert spec.generate(ids, 48).token_ids == vanilla.generate(ids, 48).token_ids, prompt[:60]
+def test_q4_speculative_greedy_equals_q4_vanilla(q4_target, q4_vanilla_outputs, method, options):
+    spec = SpeculativeDecoder(q4_target, make_drafter(method, q4_target, options))
+    for prompt, expected in q4_vanilla_outputs.items():
+        assert spec.generate(q4_target.encode(prompt), 48).token_ids == expected, prompt[:60]
