@@ -23,8 +23,9 @@ def _option(text: str) -> tuple[str, object]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m",
                    help="registry name, .gguf file, Hugging Face directory or hub id (default: smollm2-135m)")
-    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16, or q4: 4-bit weights in groups of 32 "
-                        "(native runtime, CPU; about 2x faster here, docs/runtime.md)")
+    p.add_argument("--dtype", default="float32",
+                   help="float32 (default), bfloat16, float16, or q4: 4-bit weights in groups of 32 (native runtime, "
+                        "CPU; 1.7-1.9x float32 here, docs/runtime.md)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
 
 
