@@ -1,12 +1,14 @@
-"""Does EAGLE-3 style feature fusion help? Trains a plain and a fused EAGLE head on the same data and steps.
+"""Which EAGLE training variant helps? Trains EAGLE heads that differ in one setting on the same data and steps.
 
-Both heads learn from the first N records of a responses file (`responses.jsonl` as `specdec train` writes it:
-prompt_ids + the target's own response_ids), with the same seed, steps and batches; the fused head also reads
-the residual streams of --fuse-layers. Prints each head's held-out metrics (every 20th record is held out), then
-decodes up to 12 held-out prompts greedily with fixed trees (depth 6, topk 4, 16 nodes) and prints the mean
-accepted length and equality with vanilla.
+Every head learns from the first N records of a responses file (`responses.jsonl` as `specdec train` writes it:
+prompt_ids + the target's own response_ids), with the same seed, steps and batches. A variant is
+NAME:fuse=2.15:reg=1:cls=0.1 (fuse: target layers whose residual streams join the final feature, EAGLE-3 style;
+reg / cls: weights of the feature regression and the cross-entropy; left out: the defaults). Prints each head's
+held-out metrics (every 20th record is held out), then decodes up to 12 held-out prompts greedily with fixed
+trees (depth 6, topk 4, 16 nodes) and prints the mean accepted length and equality with vanilla.
 
-    python scripts/fuse_compare.py --responses responses.jsonl --records 800 --steps 250 --out /tmp/fuse
+    python scripts/fuse_compare.py --responses responses.jsonl --records 800 --steps 250 --out /tmp/fuse \
+        --variants plain fused:fuse=2.15
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=800)
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--token-budget", type=int, default=4096)
-    ap.add_argument("--fuse-layers", default="2,15")
+    ap.add_argument("--variants", nargs="+", default=["plain", "fused:fuse=2.15"],
+                    help="NAME[:fuse=L1.L2][:reg=W][:cls=W] per head")
     ap.add_argument("--target", default="smollm2-135m")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -38,16 +41,21 @@ def main() -> None:
     with args.responses.open() as f:
         records = [{"prompt_ids": r["prompt_ids"], "response_ids": r["response_ids"]}
                    for r in map(json.loads, islice(f, args.records))]
-    fuse = tuple(int(x) for x in args.fuse_layers.split(","))
-    for name, layers in (("plain", ()), ("fused", fuse)):
+    names = []
+    for variant in args.variants:
+        name, *opts = variant.split(":")
+        opts = dict(o.split("=") for o in opts)
+        names.append(name)
         loop = LoopConfig(steps=args.steps, lr=1e-3, token_budget=args.token_budget, eval_every=args.steps)
-        settings = TrainSettings(eval_prompts=0, work_dir=args.out / "work", fuse_layers=layers, loop=loop)
+        settings = TrainSettings(eval_prompts=0, work_dir=args.out / "work", loop=loop,
+                                 fuse_layers=tuple(int(x) for x in opts.get("fuse", "").split(".") if x),
+                                 feature_weight=float(opts.get("reg", 1.0)), cls_weight=float(opts.get("cls", 0.1)))
         summary = train_drafter("eagle", target, records, args.out / name, settings, progress=False)
         print(name, json.dumps(summary["held_out_metrics"]), flush=True)
     held = split_held_out(records)[1][:12]
     vanilla = SpeculativeDecoder(target)
     refs = [vanilla.generate(r["prompt_ids"], 64).token_ids for r in held]
-    for name in ("plain", "fused"):
+    for name in names:
         drafter = make_drafter("eagle", target, {"drafter": str(args.out / name), "fit": False, "depth": 6,
                                                  "topk": 4, "nodes": 16})
         emitted = forwards = same = 0

@@ -49,8 +49,14 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/specdec-gpu")
     ap.add_argument("--plan", default="responses=80,eagle=300,medusa=30,distilled=50,bench=120",
-                    help="seconds per stage, in order: responses, eagle, medusa, distilled, bench (0: skip)")
+                    help="seconds per stage, in order: responses, eagle, medusa, distilled, bench, sampling "
+                         "(0: skip; sampling defaults to 15)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--fuse-layers", default="", help="eagle: target layers fused with the final feature, e.g. 2,15")
+    ap.add_argument("--feature-weight", type=float, default=1.0, help="eagle: feature regression weight")
+    ap.add_argument("--cls-weight", type=float, default=0.1, help="eagle: cross-entropy weight")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="after each probe, profile this many steps and write profile-KIND.txt (0: no profile)")
     ap.add_argument("--bench-per-category", type=int, default=2)
     ap.add_argument("--bench-tokens", type=int, default=128)
     args = ap.parse_args()
@@ -80,14 +86,15 @@ def main() -> int:
     for kind in ("eagle", "medusa", "distilled"):
         deadline += plan.get(kind, 0)
         if plan.get(kind, 0) > 0 and records:
-            drafters[kind] = stage(report, kind, train, kind, target, records, work, out, deadline)
+            drafters[kind] = stage(report, kind, train, kind, target, records, work, out, deadline, args)
             save_report()
     del target
     torch.cuda.empty_cache()
     if plan.get("bench", 0) > 0:
         deadline += plan["bench"]
         stage(report, "bench", bench, args, drafters, out, deadline)
-    stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + 15)
+    if plan.get("sampling", 15) > 0:
+        stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + plan.get("sampling", 15))
     report["total_s"] = round(time.monotonic() - start, 1)
     save_report()
     log("done")
@@ -130,13 +137,15 @@ def responses(target, args, work: Path, deadline: float) -> list[dict]:
     return records
 
 
-def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: float) -> Path:
+def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: float, args) -> Path:
     from specdec.train.loop import LoopConfig
     from specdec.train.pipeline import TrainSettings, train_drafter
+    fuse = tuple(int(x) for x in args.fuse_layers.split(",") if x.strip()) if kind == "eagle" else ()
 
     def settings(steps: int, eval_every: int) -> TrainSettings:
         loop = LoopConfig(steps=steps, lr=1e-3, token_budget=8192, eval_every=eval_every, checkpoint_every=10_000)
-        return TrainSettings(draft_vocab=8192, heads=4, unroll=3, eval_prompts=3, work_dir=work, loop=loop)
+        return TrainSettings(draft_vocab=8192, heads=4, unroll=3, eval_prompts=3, work_dir=work, loop=loop,
+                             fuse_layers=fuse, feature_weight=args.feature_weight, cls_weight=args.cls_weight)
 
     t = time.monotonic()
     shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
@@ -147,13 +156,42 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     left = stop - time.monotonic() - 30                       # evaluations and the decode check
     steps = max(50, int(left / per_step))
     log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
+    if args.profile_steps > 0:
+        profile(kind, target, records, work, out, settings(args.profile_steps, args.profile_steps))
+        steps = max(50, int((stop - time.monotonic() - 30) / per_step))
+    eagle = (f" --fuse-layers {args.fuse_layers} --feature-weight {args.feature_weight} --cls-weight "
+             f"{args.cls_weight}" if kind == "eagle" else "")
     command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind} --steps {steps} --lr 1e-3 "
-               f"--token-budget 8192 --draft-vocab 8192 on {len(records)} self-answered prompts, {device_name(target)}")
+               f"--token-budget 8192 --draft-vocab 8192{eagle} on {len(records)} self-answered prompts, "
+               f"{device_name(target)}")
     summary = train_drafter(kind, target, records, out / kind, settings(steps, max(1, steps // 5)),
                             progress=False, command=command)
     log(f"{kind}: {json.dumps(summary.get('held_out_metrics'))} decode {summary.get('decode_eval')}")
     (out / kind / "run" / "checkpoint.pt").unlink(missing_ok=True)     # optimiser state: not worth bringing back
     return out / kind
+
+
+def profile(kind: str, target, records: list[dict], work: Path, out: Path, settings) -> None:
+    """A few training steps under torch.profiler (features are cached by then): where a step's time goes."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    import dataclasses
+
+    import specdec.train.loop as loop
+    from specdec.train.pipeline import train_drafter
+    shutil.rmtree(work / f"{kind}-profile", ignore_errors=True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    evaluate, loop.evaluate = loop.evaluate, lambda *a, **k: {}      # training steps only
+    try:
+        with torch_profile(activities=activities) as prof:
+            train_drafter(kind, target, records, work / f"{kind}-profile", dataclasses.replace(settings, eval_prompts=0),
+                          progress=False)
+    finally:
+        loop.evaluate = evaluate
+    sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    (out / f"profile-{kind}.txt").write_text(prof.key_averages().table(sort_by=sort, row_limit=40))
+    log(f"{kind}: profile written")
 
 
 def device_name(target) -> str:

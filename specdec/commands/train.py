@@ -27,6 +27,10 @@ def add_train_arguments(p) -> None:
     p.add_argument("--fuse-layers", default="",
                    help="eagle: comma-separated target layers (0-based) whose residual streams are fused with the "
                         "final feature, EAGLE-3 style, e.g. 2,15 (default: the final feature alone)")
+    p.add_argument("--feature-weight", type=float, default=1.0,
+                   help="eagle: weight of the feature regression loss (default 1, as EAGLE-1; 0 drops it, as EAGLE-3)")
+    p.add_argument("--cls-weight", type=float, default=0.1,
+                   help="eagle: weight of the cross-entropy against the target's distribution (default 0.1)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch")
@@ -42,7 +46,8 @@ def run_train(args) -> int:
     from specdec.errors import ConfigError
     from specdec.models.load import load_model
     from specdec.train.loop import LoopConfig
-    from specdec.train.pipeline import TrainSettings, build_records, check_fuse_layers, train_drafter
+    from specdec.train.pipeline import (TrainSettings, build_records, check_fuse_layers, check_loss_weights,
+                                         train_drafter)
 
     for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
         if getattr(args, name) < 1:
@@ -56,12 +61,13 @@ def run_train(args) -> int:
     from specdec.heads.target import embedding
     embedding(target)                      # a non-native target is refused before any data work
     check_fuse_layers(fuse, target)
+    check_loss_weights(args.feature_weight, args.cls_weight)
     loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     loop.check()
     settings = TrainSettings(per_group=args.per_group, max_new_tokens=args.max_new_tokens,
                              draft_vocab=args.draft_vocab, heads=args.heads, layers=args.layers, unroll=args.unroll,
-                             fuse_layers=fuse,
+                             fuse_layers=fuse, feature_weight=args.feature_weight, cls_weight=args.cls_weight,
                              eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
                              generate=not args.reuse_responses,
                              work_dir=Path(args.work_dir) if args.work_dir else None)

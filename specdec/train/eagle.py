@@ -3,8 +3,9 @@
 Step 1 feeds the target's true features; step s > 1 feeds the head's own step s-1 predictions ("training-time
 test", as in EAGLE-3), with attention arranged as at decoding time: the step-s entry at position p sees the
 true-feature entries up to p-s+1 and the step-j entries (1 < j <= s) at position p-s+j, i.e. the draft path
-that led to it. Loss per step: smooth-L1 on the feature + w_cls * cross-entropy against the target's
+that led to it. Loss per step: w_reg * smooth-L1 on the feature + w_cls * cross-entropy against the target's
 distribution over the draft vocabulary (teacher = softmax of the target's LM head rows on the true feature).
+EAGLE-1 weighs them 1 and 0.1; EAGLE-3 drops the feature term (w_reg = 0) so that g need not stay a feature.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ class EagleObjective:
     kind = "eagle"
 
     def __init__(self, net: EagleNet, embed: Tensor, teacher_rows: Tensor, *, unroll: int = 3,
-                 noise: float = 0.1, w_cls: float = 0.1, eval_depth: int = 6):
+                 noise: float = 0.1, w_reg: float = 1.0, w_cls: float = 0.1, eval_depth: int = 6):
         self.model, self.embed, self.rows = net, embed, teacher_rows    # rows: [draft vocab, hidden]
-        self.unroll, self.noise, self.w_cls, self.eval_depth = unroll, noise, w_cls, eval_depth
+        self.unroll, self.noise, self.eval_depth = unroll, noise, eval_depth
+        self.w_reg, self.w_cls = w_reg, w_cls
 
     def describe(self) -> dict:
         fused = {"fuse_layers": list(self.model.extra_layers)} if self.model.extra_layers else {}
-        return {"kind": self.kind, "unroll": self.unroll, "noise": self.noise, "w_cls": self.w_cls, **fused}
+        return {"kind": self.kind, "unroll": self.unroll, "noise": self.noise, "w_reg": self.w_reg, "w_cls": self.w_cls,
+                **fused}
 
     def _steps(self, batch: Batch, steps: int, noise: float) -> list[Tensor]:
         """Predicted features g_s [b, t-1, hidden] for s = 1..steps; entry p reads token p+1."""
@@ -69,10 +72,11 @@ class EagleObjective:
             gs, ns = g[m], nxt[m]                         # [n, hidden]: only where a response token is predicted
             with torch.no_grad():
                 teacher = torch.log_softmax((ns @ self.rows.t()).float(), -1)
-            reg = F.smooth_l1_loss(gs.float(), ns.float())
             logp = torch.log_softmax(self.model.logits(gs).float(), -1)
             cls = -(teacher.exp() * logp).sum(-1).mean()
-            total = total + reg + self.w_cls * cls
+            total = total + self.w_cls * cls
+            if self.w_reg:
+                total = total + self.w_reg * F.smooth_l1_loss(gs.float(), ns.float())
             metrics[f"acc{s}"] = float((logp.argmax(-1) == teacher.argmax(-1)).float().mean())
         metrics["loss"] = float(total.detach()) if isinstance(total, Tensor) else 0.0
         return total if isinstance(total, Tensor) else g.sum() * 0, metrics

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class TrainSettings:
     layers: int = 2                    # distilled
     unroll: int = 3                    # eagle training-time-test steps
     fuse_layers: tuple[int, ...] = ()  # eagle: target layers whose residual streams join the final feature
+    feature_weight: float = 1.0        # eagle: weight of the feature regression (EAGLE-1: 1, EAGLE-3: 0)
+    cls_weight: float = 0.1            # eagle: weight of the cross-entropy against the target (EAGLE-1: 0.1)
     eval_prompts: int = 3              # held-out prompts decoded with the trained drafter at the end
     generate: bool = True              # False: train on the prompts whose responses are already cached
     work_dir: Path | None = None
@@ -76,6 +79,7 @@ def train_drafter(kind: str, target, records: list[dict], out_dir: str | Path, s
     key = hashlib.sha256(json.dumps([r["prompt_ids"] + [-1] + r["response_ids"] for r in records]).encode())
     extra = tuple(settings.fuse_layers) if kind == "eagle" else ()
     check_fuse_layers(extra, target)
+    check_loss_weights(settings.feature_weight, settings.cls_weight)
     name = f"features-{key.hexdigest()[:16]}" + "".join(f"-L{i}" for i in extra)   # other layers, other files
     bar = _bar(progress, len(records), "features")
     seqs = extract_features(target, records, work / name, extra_layers=extra, progress=bar.update if bar else None)
@@ -137,7 +141,7 @@ def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
         from specdec.train.eagle import EagleObjective
         net = EagleNet(LayerShape.of_target(cfg), len(token_ids), tuple(s.fuse_layers))
         net.init_from_target(target, token_ids)
-        return EagleObjective(net.to(dev), embed, rows, unroll=s.unroll)
+        return EagleObjective(net.to(dev), embed, rows, unroll=s.unroll, w_reg=s.feature_weight, w_cls=s.cls_weight)
     if kind == "medusa":
         from specdec.heads.medusa import MedusaNet
         from specdec.train.medusa import MedusaObjective
@@ -158,6 +162,14 @@ def check_fuse_layers(layers: tuple[int, ...], target) -> None:
                                               for i in layers):
         raise ConfigError(f"fuse layers {list(layers)} are invalid for {target.name!r}; accepted: distinct layer "
                           f"indices from 0 to {n - 1}")
+
+
+def check_loss_weights(feature_weight: float, cls_weight: float) -> None:
+    for name, w in (("feature weight", feature_weight), ("cls weight", cls_weight)):
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"eagle {name} {w!r} is invalid; accepted: a finite number >= 0")
+    if feature_weight == 0 and cls_weight == 0:
+        raise ConfigError("eagle feature weight and cls weight are both 0; accepted: at least one above 0")
 
 
 def _step(out_dir: Path) -> int:
