@@ -17,6 +17,11 @@ deadline and writes its results as it ends:
    greedy. Its identical-to-vanilla column is the CUDA correctness check;
 4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
 
+--steps eagle=2000 fixes a stage's step count instead (the probe's estimate has been 2-4x too high on an H200:
+its 30 steps include warm-up that a long run amortises). Files over 15 MiB under --out are split into
+NAME.part00, NAME.part01, ... at the end (the device returns files of at most 16 MiB); join them with
+`cat NAME.part* > NAME`.
+
 Made for a machine without network access: the GGUF is given as a file and nothing is downloaded.
 """
 
@@ -55,6 +60,7 @@ def main() -> int:
     ap.add_argument("--fuse-layers", default="", help="eagle: target layers fused with the final feature, e.g. 2,15")
     ap.add_argument("--feature-weight", type=float, default=1.0, help="eagle: feature regression weight")
     ap.add_argument("--cls-weight", type=float, default=0.1, help="eagle: cross-entropy weight")
+    ap.add_argument("--steps", default="", help="fixed step counts per stage, e.g. eagle=2000 (else: from the probe)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after each probe, profile this many steps and write profile-KIND.txt (0: no profile)")
     ap.add_argument("--bench-per-category", type=int, default=2)
@@ -95,10 +101,20 @@ def main() -> int:
         stage(report, "bench", bench, args, drafters, out, deadline)
     if plan.get("sampling", 15) > 0:
         stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + plan.get("sampling", 15))
+    split_large_files(out)
     report["total_s"] = round(time.monotonic() - start, 1)
     save_report()
     log("done")
     return 0
+
+
+def split_large_files(out: Path, limit: int = 15 << 20) -> None:
+    for path in [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > limit]:
+        data = path.read_bytes()
+        for i in range(0, len(data), limit):
+            path.with_name(f"{path.name}.part{i // limit:02d}").write_bytes(data[i:i + limit])
+        path.unlink()
+        log(f"split {path} into {(len(data) + limit - 1) // limit} parts")
 
 
 def stage(report: dict, name: str, fn, *fn_args):
@@ -154,11 +170,12 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     probe = [json.loads(line) for line in (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()]
     per_step = (probe[-1]["train_seconds"] - probe[0]["train_seconds"]) / 20    # first 10 steps: warm-up
     left = stop - time.monotonic() - 30                       # evaluations and the decode check
-    steps = max(50, int(left / per_step))
+    fixed = dict(item.split("=") for item in args.steps.split(",") if item.strip())
+    steps = int(fixed[kind]) if kind in fixed else max(50, int(left / per_step))
     log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
     if args.profile_steps > 0:
         profile(kind, target, records, work, out, settings(args.profile_steps, args.profile_steps))
-        steps = max(50, int((stop - time.monotonic() - 30) / per_step))
+        steps = int(fixed[kind]) if kind in fixed else max(50, int((stop - time.monotonic() - 30) / per_step))
     eagle = (f" --fuse-layers {args.fuse_layers} --feature-weight {args.feature_weight} --cls-weight "
              f"{args.cls_weight}" if kind == "eagle" else "")
     command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind} --steps {steps} --lr 1e-3 "
