@@ -14,11 +14,11 @@ from tests.verify.helpers import tv_bound, tv_distance
 def exact_two_token_distribution(target, prompt: list[int], sampling: SamplingParams) -> torch.Tensor:
     """[vocab * vocab] exact probability of the first two generated tokens under `sampling`."""
     rt, vocab = target.runtime, target.runtime.vocab_size
-    first = logits_to_probs(rt.forward(torch.tensor([prompt]), rt.new_cache(64)).logits[0, -1], sampling)
+    first = logits_to_probs(rt.forward(torch.tensor([prompt]), rt.new_cache(64)).logits[0, -1], sampling).cpu()
     joint = torch.zeros(vocab, vocab)
     for a in range(vocab):
         logits = rt.forward(torch.tensor([prompt + [a]]), rt.new_cache(64)).logits[0, -1]
-        joint[a] = first[a] * logits_to_probs(logits, sampling)
+        joint[a] = first[a] * logits_to_probs(logits, sampling).cpu()
     return joint.flatten()
 
 

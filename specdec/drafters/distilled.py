@@ -37,10 +37,12 @@ class DistilledRuntime:
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all", **_) -> ForwardOutput:
+        input_ids = input_ids.to(self.device)
         t = input_ids.shape[1]
-        if positions is None:
-            positions = torch.arange(cache.length, cache.length + t, device=self.device)
-        small = self.net(self.embed[input_ids], positions, cache=cache, mask=tree_mask)   # [1, t, draft vocab]
+        positions = (torch.arange(cache.length, cache.length + t, device=self.device) if positions is None
+                     else positions.to(self.device))
+        mask = None if tree_mask is None else tree_mask.to(self.device)
+        small = self.net(self.embed[input_ids], positions, cache=cache, mask=mask)   # [1, t, draft vocab]
         if logits == "last":
             small = small[:, -1:]
         full = small.new_full((*small.shape[:-1], self.vocab_size), float("-inf"))

@@ -99,6 +99,9 @@ class LlamaRuntime:
         so their cache slots for these positions are stale until a full pass overwrites them.
         """
         c = self.config
+        input_ids = input_ids.to(self.device)                       # callers may hand over CPU tensors
+        positions = None if positions is None else positions.to(self.device)
+        tree_mask = None if tree_mask is None else tree_mask.to(self.device)
         bsz, t = input_ids.shape
         start = cache.length
         if positions is None:

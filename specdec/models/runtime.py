@@ -28,6 +28,7 @@ class DecoderRuntime(Protocol):
 
     ``supports_tree`` says whether ``forward`` honours ``positions`` and ``tree_mask`` (token trees in one pass);
     ``layers`` (a subset of layers to run, for self-speculation) is honoured by the native runtime only.
+    Input tensors may live on any device: ``forward`` moves them to ``device``; outputs live on ``device``.
     """
 
     vocab_size: int

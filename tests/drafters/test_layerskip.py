@@ -69,7 +69,7 @@ def test_sampling_draft_carries_its_distributions_and_the_threshold_stops_early(
     draft = forced(target, [1], threshold=0.0, num_draft=4, adaptive=False).propose(state)
     assert state.cache.length == len(prompt) - 1
     assert draft.draft_probs.shape == (4, 12)
-    assert torch.allclose(draft.draft_probs.sum(-1), torch.ones(4))
+    assert torch.allclose(draft.draft_probs.sum(-1).cpu(), torch.ones(4))
     assert all(draft.draft_probs[i, t] > 0 for i, t in enumerate(draft.tokens.tolist()))
     never = forced(target, [1], threshold=0.999999, num_draft=4).propose(state)   # max prob < threshold
     assert never.size == 0 and state.cache.length == len(prompt) - 1

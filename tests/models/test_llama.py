@@ -22,10 +22,10 @@ def test_logits_match_transformers(arch, kw):
     # Prefill, one token, then a chunk: every path through the cache must give the same logits.
     parts = [rt.forward(ids[:, :25], cache, hidden_layers=(0, -1)), rt.forward(ids[:, 25:26], cache),
              rt.forward(ids[:, 26:], cache)]
-    got = torch.cat([p.logits for p in parts], dim=1)
+    got = torch.cat([p.logits for p in parts], dim=1).cpu()      # the runtime may be on a GPU, transformers is not
     assert (got - ref.logits).abs().max() < 1e-4
-    assert (parts[0].hidden[-1] - ref.hidden_states[-1][:, :25]).abs().max() < 1e-4
-    assert (parts[0].hidden[0] - ref.hidden_states[1][:, :25]).abs().max() < 1e-4
+    assert (parts[0].hidden[-1].cpu() - ref.hidden_states[-1][:, :25]).abs().max() < 1e-4
+    assert (parts[0].hidden[0].cpu() - ref.hidden_states[1][:, :25]).abs().max() < 1e-4
 
 
 def test_rollback_then_decode_equals_fresh_prefill():

@@ -111,13 +111,14 @@ def test_eagle_loss_weights_shape_the_loss(target_and_records, tmp_path):
     ids = torch.arange(12)
     net = EagleNet(LayerShape.of_target(target.runtime.config), 12)
     net.init_from_target(target, ids)
+    net.to(target.runtime.device)
     embed, rows = embedding(target).float(), lm_head_rows(target, ids).float()
-    batch = collate(seqs)
+    batch = collate(seqs).to(target.runtime.device)
     losses = {}
     for w in [(1.0, 0.1), (0.0, 1.0), (1.0, 0.0)]:
         torch.manual_seed(0)
         loss, _ = EagleObjective(net, embed, rows, unroll=2, noise=0.0, w_reg=w[0], w_cls=w[1]).loss(batch)
-        losses[w] = float(loss)
+        losses[w] = loss.item()
     assert losses[(1.0, 0.1)] == pytest.approx(losses[(1.0, 0.0)] + 0.1 * losses[(0.0, 1.0)], rel=1e-4)
     assert losses[(0.0, 1.0)] > 0 and losses[(1.0, 0.0)] > 0
 
