@@ -8,15 +8,11 @@ from specdec.drafters.distilled import DistilledRuntime, _DraftModel
 from specdec.drafters.draft_model import DraftModelDrafter
 from specdec.drafters.eagle import EagleDrafter
 from specdec.drafters.medusa import MedusaDrafter, tree_from_accuracies
+from specdec.drafters.trained import place
 from specdec.heads.distilled import DistilledNet
 from specdec.heads.eagle import EagleNet
 from specdec.heads.layer import LayerShape
 from specdec.heads.medusa import MedusaNet
-
-
-def _placed(net: torch.nn.Module, target) -> torch.nn.Module:
-    """On the target's device and in its dtype, as the loaders (make_drafter) place a saved drafter."""
-    return net.to(device=target.runtime.device, dtype=target.runtime.dtype)
 
 
 def vocab_ids(target, size: int | None = None) -> torch.Tensor:
@@ -32,7 +28,7 @@ def eagle_drafter(target, seed: int = 0, draft_vocab: int | None = None, fuse: t
     if fuse:                                          # a fusion that really mixes the extra layers in
         with torch.no_grad():
             net.fuse.weight.add_(0.3 * torch.randn_like(net.fuse.weight))
-    return EagleDrafter(_placed(net, target), target.runtime.embed, **options)
+    return EagleDrafter(place(net, target), target.runtime.embed, **options)
 
 
 def medusa_drafter(target, seed: int = 0, heads: int = 3, nodes: int = 8, draft_vocab: int | None = None):
@@ -43,7 +39,7 @@ def medusa_drafter(target, seed: int = 0, heads: int = 3, nodes: int = 8, draft_
         for block in net.blocks:
             block[0].linear.weight.normal_(0, 0.3)
     acc = [[0.5 / (r + 1) / (k + 1) for r in range(4)] for k in range(heads)]
-    return MedusaDrafter(_placed(net, target), tree_from_accuracies(acc, nodes))
+    return MedusaDrafter(place(net, target), tree_from_accuracies(acc, nodes))
 
 
 def distilled_drafter(target, seed: int = 0, layers: int = 1, draft_vocab: int | None = None, **options):
@@ -51,5 +47,5 @@ def distilled_drafter(target, seed: int = 0, layers: int = 1, draft_vocab: int |
     rt = target.runtime
     net = DistilledNet(LayerShape.of_target(rt.config), layers, len(vocab_ids(target, draft_vocab)))
     net.init_from_target(target, vocab_ids(target, draft_vocab), list(range(layers)))
-    model = _DraftModel("distilled:test", DistilledRuntime(_placed(net, target), rt.embed, rt.vocab_size))
+    model = _DraftModel("distilled:test", DistilledRuntime(place(net, target), rt.embed, rt.vocab_size))
     return DraftModelDrafter(model, target_vocab=rt.vocab_size, **options)

@@ -15,7 +15,7 @@ from torch import Tensor
 from specdec.drafters import register
 from specdec.drafters.cost import fit_costs
 from specdec.drafters.draft_model import DraftModelDrafter
-from specdec.drafters.trained import resolve
+from specdec.drafters.trained import place, resolve
 from specdec.heads.distilled import DistilledNet
 from specdec.heads.layer import LayerShape
 from specdec.kv import KVCache
@@ -67,7 +67,7 @@ def build_distilled(config: dict, state: dict) -> DistilledNet:
 def make_distilled(target, drafter: str | None = None, fit: bool = True, **options) -> DraftModelDrafter:
     config, state, where = resolve(target, "distilled", drafter)
     rt = target.runtime
-    net = build_distilled(config, state).to(device=rt.device, dtype=rt.dtype)
+    net = place(build_distilled(config, state), target)
     model = _DraftModel(f"distilled:{where}", DistilledRuntime(net, rt.embed, rt.vocab_size))
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)

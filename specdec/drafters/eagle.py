@@ -22,7 +22,7 @@ from torch import Tensor
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
 from specdec.drafters.cost import CostCurve, best_size, fit_costs
-from specdec.drafters.trained import resolve
+from specdec.drafters.trained import place, resolve
 from specdec.errors import ConfigError
 from specdec.heads.eagle import EagleNet
 from specdec.heads.layer import LayerShape
@@ -135,18 +135,18 @@ def _select(tokens: list[int], parents: list[int], scores: list[float], budget: 
                  torch.tensor(new_parents, dtype=torch.long))
 
 
-def build_eagle(config: dict, state: dict, dtype: torch.dtype = torch.float32) -> EagleNet:
+def build_eagle(config: dict, state: dict) -> EagleNet:
     extra = [i for i in config.get("feature_layers", [-1]) if i != -1]
     net = EagleNet(LayerShape(**config["shape"]), config["draft_vocab"], tuple(extra))
     net.load_state_dict(state)
-    return net.to(dtype)
+    return net
 
 
 @register("eagle", "EAGLE-2 feature head with dynamic draft trees (-o drafter=DIR; shipped for smollm2-135m)")
 def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) -> EagleDrafter:
     costs = fit_costs(target, fit)
     config, state, _ = resolve(target, "eagle", drafter)
-    net = build_eagle(config, state, target.runtime.dtype).to(target.runtime.device)
+    net = place(build_eagle(config, state), target)
     if any(not 0 <= i < target.runtime.num_layers for i in net.extra_layers):
         raise ConfigError(f"eagle drafter fuses target layers {list(net.extra_layers)}, but {target.name!r} has "
                           f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")

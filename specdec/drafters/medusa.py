@@ -20,7 +20,7 @@ import torch
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
 from specdec.drafters.cost import best_size, fit_costs
-from specdec.drafters.trained import resolve
+from specdec.drafters.trained import place, resolve
 from specdec.errors import ConfigError
 from specdec.heads.medusa import MedusaNet
 from specdec.types import Draft, VerifyResult
@@ -98,7 +98,7 @@ def make_medusa(target, drafter: str | None = None, nodes: int | None = None, fi
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise ConfigError(f"medusa option nodes={nodes!r} is invalid; accepted: an integer >= 1")
     costs = fit_costs(target, fit)
-    net = build_medusa(config, state).to(device=target.runtime.device, dtype=target.runtime.dtype)
+    net = place(build_medusa(config, state), target)
     paths = tree_from_accuracies(config["accuracy"], nodes)
     if costs is not None:      # the tree is static: sized once; at least one node, or it would never draft
         values = [path_value(config["accuracy"], p) for p in paths]

@@ -25,7 +25,7 @@ equals vanilla output without the rounding caveat of float32 MKL.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from specdec.errors import ConfigError
 
@@ -57,8 +57,13 @@ def dequantize_q4(codes: Tensor, scale: Tensor, low: Tensor) -> Tensor:
     return (low[..., None] + scale[..., None] * groups).reshape(out, inp)
 
 
+def q4_shape_ok(out_features: int, in_features: int) -> bool:
+    """Whether the int4 kernel takes a [out, in] weight."""
+    return in_features % GROUP == 0 and out_features % 16 == 0
+
+
 def check_q4_shape(out_features: int, in_features: int, what: str) -> None:
-    if in_features % GROUP or out_features % 16:
+    if not q4_shape_ok(out_features, in_features):
         raise ConfigError(f"dtype='q4' needs projections whose input size is a multiple of {GROUP} and output "
                           f"size a multiple of 16; {what} is [{out_features}, {in_features}]. Accepted for this "
                           f"model: float32, bfloat16, float16")
@@ -136,3 +141,27 @@ class PackedLinear:
         else:
             y = rows @ self._plain
         return y.float().reshape(*shape[:-1], self.out_features)
+
+
+class Q4Module(nn.Module):
+    """Inference-only stand-in for an nn.Linear, computing with its weights in 4 bits (Q4Linear)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.q4 = Q4Linear(linear.weight.detach().float(), bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.q4(x).to(x.dtype)
+
+
+def quantize_linears(module: nn.Module) -> int:
+    """Replace, in place, every nn.Linear inside `module` whose shape the int4 kernel takes by a Q4Module (the
+    others stay dense); return how many were replaced. For trained heads decoding beside a q4 target."""
+    done = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and q4_shape_ok(child.out_features, child.in_features):
+                setattr(parent, name, Q4Module(child))
+                done += 1
+    return done

@@ -52,6 +52,63 @@ def test_sampling_keeps_the_target_distribution(name):
     assert tv < bound, (tv, bound)
 
 
+Q4_BUILDERS = ["eagle-tree", "eagle-fused", "medusa", "distilled-tree"]
+
+
+def _q4_target(**kw):
+    """A q4 tiny target whose heads' shapes the int4 kernel takes (sizes multiples of 16 and 32)."""
+    return tiny_target(vocab=32, layers=2, hidden=32, heads=4, kv_heads=2, quant="q4", **kw)[0]
+
+
+def _q4_modules(drafter) -> int:
+    from specdec.models.quant import Q4Module
+    net = drafter.net if hasattr(drafter, "net") else drafter.rt.net
+    return sum(isinstance(m, Q4Module) for m in net.modules())
+
+
+@pytest.mark.parametrize("name", Q4_BUILDERS)
+def test_heads_beside_a_q4_target_draft_in_4_bits_and_stay_lossless(name):
+    target = _q4_target(scale=3.0, seed=3)
+    vanilla = SpeculativeDecoder(target)
+    g = torch.Generator().manual_seed(1)
+    accepted = 0
+    for i in range(4):
+        drafter = BUILDERS[name](target, i)
+        assert _q4_modules(drafter) >= 2                     # placed like a loaded drafter: linears in 4 bits
+        prompt = torch.randint(0, 32, (int(torch.randint(2, 15, (1,), generator=g)),), generator=g).tolist()
+        spec = SpeculativeDecoder(target, drafter).generate(prompt, 25)
+        assert spec.token_ids == vanilla.generate(prompt, 25).token_ids, (name, prompt)
+        accepted += spec.stats.emitted_tokens - spec.stats.target_forwards
+    assert accepted > 0
+
+
+@pytest.mark.parametrize("name", ["eagle-tree", "medusa"])
+def test_heads_beside_a_q4_target_keep_the_target_distribution(name):
+    target = tiny_target(vocab=16, layers=1, hidden=32, heads=2, kv_heads=1, scale=2.0, seed=7, quant="q4")[0]
+    sampling = SamplingParams(temperature=0.9, top_p=0.95)
+    tv, bound = two_token_tv(target, [0, 3, 2, 5], sampling, lambda i: BUILDERS[name](target, i % 3), 2000)
+    assert tv < bound, (tv, bound)
+
+
+def test_quantize_linears_replaces_only_what_the_kernel_takes():
+    from specdec.models.quant import Q4Module, quantize_linears
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 12))  # 12: not % 16
+    x = torch.randn(3, 64)
+    bias = net[0].bias.detach().clone()
+    assert quantize_linears(net) == 1
+    assert isinstance(net[0], Q4Module) and isinstance(net[2], torch.nn.Linear)
+    with torch.no_grad():
+        got = net[0](x)
+        # the kernel's product: bfloat16 activations times the 4-bit weights it holds (bfloat16 arithmetic inside:
+        # error within 2^-7 of the sum of the terms' magnitudes), + bias
+        xb, w = x.to(torch.bfloat16).float(), net[0].q4.weight
+        product, magnitude = xb @ w, xb.abs() @ w.abs()
+    assert got.dtype == x.dtype
+    assert ((got - bias - product).abs() <= 2 ** -7 * magnitude + 1e-6).all()
+    assert net(x).shape == (3, 12)
+
+
 def test_eagle_selection_keeps_the_best_nodes_closed_under_ancestors():
     # root children a(-0.1) b(-2.0); a's children c(-0.3) d(-0.2); b's child e(-2.5)
     tokens, parents, scores = [10, 11, 12, 13, 14], [-1, -1, 0, 0, 1], [-0.1, -2.0, -0.3, -0.2, -2.5]
