@@ -50,8 +50,8 @@ class HFRuntime:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"   # renamed in transformers 5
 
-    def new_cache(self, capacity: int) -> HFCache:
-        return HFCache(capacity)
+    def new_cache(self, capacity: int, batch: int = 1) -> HFCache:
+        return HFCache(capacity)                   # transformers' cache takes its batch size from the inputs
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: HFCache, *, positions: Tensor | None = None,

@@ -82,9 +82,10 @@ class LlamaRuntime:
         }
         return layer
 
-    def new_cache(self, capacity: int) -> KVCache:
+    def new_cache(self, capacity: int, batch: int = 1) -> KVCache:
         c = self.config
-        return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, capacity, dtype=self.dtype, device=self.device)
+        return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, capacity, batch=batch, dtype=self.dtype,
+                       device=self.device)
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,

@@ -29,6 +29,7 @@ class DecoderRuntime(Protocol):
     ``supports_tree`` says whether ``forward`` honours ``positions`` and ``tree_mask`` (token trees in one pass);
     ``layers`` (a subset of layers to run, for self-speculation) is honoured by the native runtime only.
     Input tensors may live on any device: ``forward`` moves them to ``device``; outputs live on ``device``.
+    Decoding uses batch 1; a cache made for batch b scores b right-padded sequences at once (feature extraction).
     """
 
     vocab_size: int
@@ -38,7 +39,7 @@ class DecoderRuntime(Protocol):
     dtype: torch.dtype
     supports_tree: bool
 
-    def new_cache(self, capacity: int) -> Cache: ...
+    def new_cache(self, capacity: int, batch: int = 1) -> Cache: ...
 
     def forward(self, input_ids: Tensor, cache: Cache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",

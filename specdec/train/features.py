@@ -5,6 +5,13 @@ These are everything the objectives need: EAGLE regresses onto them, Medusa read
 next-token distribution at any position is lm_head(feature), so teacher distributions are recomputed on the
 fly instead of stored. Written in shards of `shard_size` sequences (float16), so an interrupted extraction
 resumes at the first missing shard.
+
+Within a shard, sequences of similar length run together, right-padded, at most `batch_tokens` padded tokens per
+pass: attention is causal, so a sequence's positions never see the padding after it, and its features are those
+of a pass of its own up to the rounding of a larger matrix product. That is for GPUs, where one sequence per
+pass leaves the device idle between kernel launches (5,614 sequences took 100-110 s on an H200). A CPU is busy
+with one sequence already, and padding only adds work: 64 sequences of the default target took 11.2 s one per
+pass and 12.4 s in passes of 4,096 tokens (2 cores), so on a CPU the default stays one per pass.
 """
 
 from __future__ import annotations
@@ -27,15 +34,18 @@ class Sequence:
 
 
 def extract_features(target, records: list[dict], out_dir: Path, *, max_tokens: int = 1280, shard_size: int = 64,
-                     extra_layers: tuple[int, ...] = (),
+                     extra_layers: tuple[int, ...] = (), batch_tokens: int | None = None,
                      progress: Callable[[int], None] | None = None) -> list[Sequence]:
+    """batch_tokens: padded tokens per target pass (default: 65536 on a GPU; 1, one sequence per pass, on a CPU)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rt = target.runtime
+    if batch_tokens is None:
+        batch_tokens = 65536 if rt.device.type == "cuda" else 1
     for s, start in enumerate(range(0, len(records), shard_size)):
         path = out_dir / f"features-{s:05d}.safetensors"
         batch = records[start:start + shard_size]
         if not path.exists():
-            seqs = [_one(rt, r, max_tokens, extra_layers) for r in batch]
+            seqs = _shard(rt, batch, max_tokens, extra_layers, batch_tokens)
             tmp = path.with_suffix(".tmp")
             save_file(_pack(seqs), str(tmp))
             tmp.rename(path)
@@ -44,14 +54,36 @@ def extract_features(target, records: list[dict], out_dir: Path, *, max_tokens: 
     return load_features(out_dir)
 
 
+def _shard(rt, records: list[dict], max_tokens: int, extra_layers: tuple[int, ...],
+           batch_tokens: int) -> list[Sequence]:
+    """The records' sequences in record order, computed in length-sorted passes of at most batch_tokens."""
+    ids = [(r["prompt_ids"] + r["response_ids"])[:max_tokens] for r in records]
+    out: list[Sequence | None] = [None] * len(ids)
+    group: list[int] = []
+    for i in sorted(range(len(ids)), key=lambda j: len(ids[j])) + [None]:
+        if group and (i is None or len(ids[i]) * (len(group) + 1) > batch_tokens):
+            for j, (feats, extras) in zip(group, _forward(rt, [ids[j] for j in group], extra_layers)):
+                out[j] = Sequence(torch.tensor(ids[j]), feats, len(records[j]["prompt_ids"]), extras)
+            group = []
+        if i is not None:
+            group.append(i)
+    return out
+
+
 @torch.inference_mode()
-def _one(rt, record: dict, max_tokens: int, extra_layers: tuple[int, ...]) -> Sequence:
-    ids = (record["prompt_ids"] + record["response_ids"])[:max_tokens]
-    cache = rt.new_cache(len(ids))
-    out = rt.forward(torch.tensor([ids], device=rt.device), cache, logits="none", hidden_layers=(-1, *extra_layers))
-    half = lambda t: t[0].to(torch.float16).cpu()  # noqa: E731
-    extras = torch.stack([half(out.hidden[i]) for i in extra_layers], dim=1) if extra_layers else None
-    return Sequence(torch.tensor(ids), half(out.hidden[-1]), len(record["prompt_ids"]), extras)
+def _forward(rt, seqs: list[list[int]], extra_layers: tuple[int, ...]) -> list[tuple[Tensor, Tensor | None]]:
+    """One right-padded pass over seqs -> per sequence (features [t, hidden], extras [t, layers, hidden] or None),
+    float16 on the CPU."""
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    cache = rt.new_cache(width, batch=len(seqs))
+    hidden = rt.forward(ids.to(rt.device), cache, logits="none", hidden_layers=(-1, *extra_layers)).hidden
+    final = hidden[-1].to(torch.float16).cpu()
+    extras = (torch.stack([hidden[i] for i in extra_layers], dim=2).to(torch.float16).cpu()
+              if extra_layers else None)                                  # [batch, width, layers, hidden]
+    return [(final[i, :len(s)], None if extras is None else extras[i, :len(s)]) for i, s in enumerate(seqs)]
 
 
 def _pack(seqs: list[Sequence]) -> dict[str, Tensor]:

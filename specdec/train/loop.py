@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from specdec.errors import ConfigError
-from specdec.train.batches import batch_plan, collate, crop
+from specdec.train.batches import SequenceStore, batch_plan
 from specdec.train.features import Sequence
 
 
@@ -75,7 +75,9 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
         torch.set_rng_state(ckpt["rng"])                  # objectives draw noise: same stream as unbroken
         if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-    lengths = [len(crop(s, cfg.keep_prompt).tokens) for s in train]
+    data = SequenceStore(train, cfg.keep_prompt, device)            # on the training device, gathered per step
+    evaluation = SequenceStore(held_out, cfg.keep_prompt, device) if held_out else None
+    lengths = data.lengths
     plan, epoch, pos = _position(lengths, cfg, step)
     bar = _bar(progress, cfg.steps, step)
     started, done_here, eval_s = time.perf_counter(), 0, 0.0
@@ -83,7 +85,7 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
         if pos >= len(plan):
             epoch, pos = epoch + 1, 0
             plan = batch_plan(lengths, cfg.token_budget, cfg.seed, epoch)
-        batch = collate([train[i] for i in plan[pos]], cfg.keep_prompt).to(device)
+        batch = data.batch(plan[pos])
         pos += 1
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
@@ -104,7 +106,7 @@ def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_d
             record = {"step": step, "seconds": round(now - started, 1),
                       "train_seconds": round(now - started - eval_s, 2),      # steps alone, evaluations left out
                       **{f"train_{k}": round(v, 4) for k, v in metrics.items()},
-                      **evaluate(objective, held_out, cfg)}
+                      **evaluate(objective, evaluation, cfg)}
             eval_s += time.perf_counter() - now
             log.append(record)
             with log_path.open("a") as f:
@@ -131,14 +133,14 @@ def _position(lengths: list[int], cfg: LoopConfig, step: int):
 
 
 @torch.no_grad()
-def evaluate(objective, held_out: list[Sequence], cfg: LoopConfig) -> dict:
+def evaluate(objective, held_out: list[Sequence] | SequenceStore | None, cfg: LoopConfig) -> dict:
     if not held_out:
         return {}
     objective.model.eval()
     device = _device(objective.model)
-    lengths = [len(crop(s, cfg.keep_prompt).tokens) for s in held_out]
-    batches = [collate([held_out[i] for i in b], cfg.keep_prompt).to(device)
-               for b in batch_plan(lengths, cfg.token_budget, 0, 0)]
+    if not isinstance(held_out, SequenceStore):
+        held_out = SequenceStore(held_out, cfg.keep_prompt, device)
+    batches = [held_out.batch(b) for b in batch_plan(held_out.lengths, cfg.token_budget, 0, 0)]
     with _autocast(cfg, device):
         return {f"held_out_{k}": round(v, 4) for k, v in objective.evaluate(batches).items()}
 

@@ -103,7 +103,7 @@ def test_eagle_loss_weights_shape_the_loss(target_and_records, tmp_path):
     from specdec.heads.eagle import EagleNet
     from specdec.heads.layer import LayerShape
     from specdec.heads.target import embedding, lm_head_rows
-    from specdec.train.batches import collate
+    from specdec.train.batches import SequenceStore
     from specdec.train.eagle import EagleObjective
     from specdec.train.features import extract_features
     target, records = target_and_records
@@ -113,7 +113,7 @@ def test_eagle_loss_weights_shape_the_loss(target_and_records, tmp_path):
     net.init_from_target(target, ids)
     net.to(target.runtime.device)
     embed, rows = embedding(target).float(), lm_head_rows(target, ids).float()
-    batch = collate(seqs).to(target.runtime.device)
+    batch = SequenceStore(seqs, None, target.runtime.device).batch(list(range(len(seqs))))
     losses = {}
     for w in [(1.0, 0.1), (0.0, 1.0), (1.0, 0.0)]:
         torch.manual_seed(0)
