@@ -20,11 +20,14 @@ def add_train_arguments(p) -> None:
     p.add_argument("--reuse-responses", action="store_true",
                    help="generate no new responses: train on the prompts already answered in the work directory")
     p.add_argument("--max-new-tokens", type=int, default=128, help="length of the target's own responses")
-    p.add_argument("--draft-vocab", type=int, default=8192, help="tokens the drafter can propose (default 8192)")
-    p.add_argument("--heads", type=int, default=4, help="medusa: number of heads")
-    p.add_argument("--layers", type=int, default=2, help="distilled: number of layers")
+    p.add_argument("--init", default=None, metavar="DIR|shipped",
+                   help="start from this drafter (a directory written by specdec train, or 'shipped': the one shipped "
+                        "for the target) instead of a fresh one; its shape options are kept")
+    p.add_argument("--draft-vocab", type=int, default=None, help="tokens the drafter can propose (default 8192)")
+    p.add_argument("--heads", type=int, default=None, help="medusa: number of heads (default 4)")
+    p.add_argument("--layers", type=int, default=None, help="distilled: number of layers (default 2)")
     p.add_argument("--unroll", type=int, default=3, help="eagle: training-time-test steps")
-    p.add_argument("--fuse-layers", default="",
+    p.add_argument("--fuse-layers", default=None,
                    help="eagle: comma-separated target layers (0-based) whose residual streams are fused with the "
                         "final feature, EAGLE-3 style, e.g. 2,15 (default: the final feature alone)")
     p.add_argument("--feature-weight", type=float, default=1.0,
@@ -47,26 +50,34 @@ def run_train(args) -> int:
     from specdec.models.load import load_model
     from specdec.train.loop import LoopConfig
     from specdec.train.pipeline import (TrainSettings, build_records, check_fuse_layers, check_loss_weights,
-                                         train_drafter)
+                                         init_shape, read_init, train_drafter)
 
     for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; accepted: an integer >= 1")
     try:
-        fuse = tuple(int(x) for x in args.fuse_layers.split(",") if x.strip())
+        fuse = None if args.fuse_layers is None else tuple(int(x) for x in args.fuse_layers.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"--fuse-layers={args.fuse_layers!r} is invalid; accepted: comma-separated layer "
                           f"indices, e.g. 2,15") from None
     target = load_model(args.target, dtype=args.dtype, device=args.device)
     from specdec.heads.target import embedding
     embedding(target)                      # a non-native target is refused before any data work
+    # Shape options left out take the initial drafter's values (with --init) or the defaults; given ones must agree.
+    shape = {"draft_vocab": 8192, "heads": 4, "layers": 2, "fuse_layers": ()}
+    if args.init is not None:
+        shape.update(init_shape(args.kind, read_init(args.kind, target, args.init)[0]))
+    given = {"draft_vocab": args.draft_vocab, "heads": args.heads, "layers": args.layers, "fuse_layers": fuse}
+    shape.update({k: v for k, v in given.items() if v is not None})
+    fuse = shape["fuse_layers"]
     check_fuse_layers(fuse, target)
     check_loss_weights(args.feature_weight, args.cls_weight)
     loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     loop.check()
     settings = TrainSettings(per_group=args.per_group, max_new_tokens=args.max_new_tokens,
-                             draft_vocab=args.draft_vocab, heads=args.heads, layers=args.layers, unroll=args.unroll,
+                             draft_vocab=shape["draft_vocab"], heads=shape["heads"], layers=shape["layers"],
+                             unroll=args.unroll, init=args.init,
                              fuse_layers=fuse, feature_weight=args.feature_weight, cls_weight=args.cls_weight,
                              eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
                              generate=not args.reuse_responses,

@@ -5,6 +5,10 @@
 
 Responses and features are cached in `settings.work_dir` (shared by the three methods, so training a second
 drafter for the same target and data reuses them); the training run checkpoints into out_dir and resumes.
+
+`settings.init` starts the run from an existing drafter instead of a fresh one (fine-tuning the shipped head on
+one's own data, or a longer run continuing a shorter one): its weights, draft vocabulary and shape are kept, so the
+shape settings must match it. Only a new run reads it; a resumed run continues from its own checkpoint.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class TrainSettings:
     feature_weight: float = 1.0        # eagle: weight of the feature regression (EAGLE-1: 1, EAGLE-3: 0)
     cls_weight: float = 0.1            # eagle: weight of the cross-entropy against the target (EAGLE-1: 0.1)
     eval_prompts: int = 3              # held-out prompts decoded with the trained drafter at the end
+    init: str | None = None            # start from this drafter directory ("shipped": the target's shipped one)
     generate: bool = True              # False: train on the prompts whose responses are already cached
     work_dir: Path | None = None
     seed: int = 0
@@ -80,16 +85,18 @@ def train_drafter(kind: str, target, records: list[dict], out_dir: str | Path, s
     extra = tuple(settings.fuse_layers) if kind == "eagle" else ()
     check_fuse_layers(extra, target)
     check_loss_weights(settings.feature_weight, settings.cls_weight)
+    start = load_init(kind, target, settings) if settings.init is not None else None   # refused before feature work
     name = f"features-{key.hexdigest()[:16]}" + "".join(f"-L{i}" for i in extra)   # other layers, other files
     bar = _bar(progress, len(records), "features")
     seqs = extract_features(target, records, work / name, extra_layers=extra, progress=bar.update if bar else None)
     if bar:
         bar.close()
     train, held_out = split_held_out(seqs)
-    token_ids = select_draft_vocab((s.tokens[s.prompt_len:].tolist() for s in train), settings.draft_vocab,
-                                   target.runtime.vocab_size, always=target.eos_token_ids)
+    token_ids = start.token_ids.cpu() if start is not None else select_draft_vocab(
+        (s.tokens[s.prompt_len:].tolist() for s in train), settings.draft_vocab, target.runtime.vocab_size,
+        always=target.eos_token_ids)
     torch.manual_seed(settings.seed)
-    objective = _objective(kind, target, token_ids, settings)
+    objective = _objective(kind, target, token_ids, settings, start)
     started = time.perf_counter()
     log = train_loop(objective, train, held_out or train[:1], out_dir / "run", settings.loop,
                      progress=progress, stop_after=stop_after)
@@ -132,28 +139,70 @@ def decode_eval(kind: str, target, drafter_dir: Path, records: list[dict], max_n
             "mean_accepted_length": round(emitted / max(1, forwards), 3), "identical_to_vanilla": same}
 
 
-def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings):
+def _objective(kind: str, target, token_ids: torch.Tensor, s: TrainSettings, start: torch.nn.Module | None = None):
+    """The objective around `start` (an initial network) or a fresh network initialised from the target."""
     from specdec.heads.target import embedding, lm_head_rows
     embed, rows = embedding(target).float(), lm_head_rows(target, token_ids).float()
     cfg, dev = target.runtime.config, target.runtime.device     # the drafter trains where the target runs
     if kind == "eagle":
         from specdec.heads.eagle import EagleNet
         from specdec.train.eagle import EagleObjective
-        net = EagleNet(LayerShape.of_target(cfg), len(token_ids), tuple(s.fuse_layers))
-        net.init_from_target(target, token_ids)
+        net = start
+        if net is None:
+            net = EagleNet(LayerShape.of_target(cfg), len(token_ids), tuple(s.fuse_layers))
+            net.init_from_target(target, token_ids)
         return EagleObjective(net.to(dev), embed, rows, unroll=s.unroll, w_reg=s.feature_weight, w_cls=s.cls_weight)
     if kind == "medusa":
         from specdec.heads.medusa import MedusaNet
         from specdec.train.medusa import MedusaObjective
-        net = MedusaNet(cfg.hidden_size, s.heads, len(token_ids))
-        net.init_from_target(target, token_ids)
+        net = start
+        if net is None:
+            net = MedusaNet(cfg.hidden_size, s.heads, len(token_ids))
+            net.init_from_target(target, token_ids)
         return MedusaObjective(net.to(dev), target.runtime.vocab_size)
     from specdec.heads.distilled import DistilledNet
     from specdec.train.distill import DistillObjective
-    net = DistilledNet(LayerShape.of_target(cfg), s.layers, len(token_ids))
-    n = cfg.num_layers
-    net.init_from_target(target, token_ids, [round(i * (n - 1) / max(1, s.layers - 1)) for i in range(s.layers)])
+    net = start
+    if net is None:
+        net = DistilledNet(LayerShape.of_target(cfg), s.layers, len(token_ids))
+        n = cfg.num_layers
+        net.init_from_target(target, token_ids, [round(i * (n - 1) / max(1, s.layers - 1)) for i in range(s.layers)])
     return DistillObjective(net.to(dev), embed, rows)
+
+
+def init_shape(kind: str, config: dict) -> dict:
+    """The settings a saved drafter fixes: its draft vocabulary size and its kind's shape option."""
+    shape = {"draft_vocab": int(config["draft_vocab"])}
+    if kind == "eagle":
+        shape["fuse_layers"] = tuple(i for i in config.get("feature_layers", [-1]) if i != -1)
+    elif kind == "medusa":
+        shape["heads"] = int(config["num_heads"])
+    else:
+        shape["layers"] = int(config["num_layers"])
+    return shape
+
+
+def read_init(kind: str, target, init: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, weights) of the drafter named by --init: a directory, or "shipped" (checked against the target)."""
+    from specdec.drafters.trained import resolve
+    config, state, _ = resolve(target, kind, None if init == "shipped" else init)
+    return config, state
+
+
+def load_init(kind: str, target, settings: TrainSettings) -> torch.nn.Module:
+    """The network a run starts from (settings.init), after checking that the shape settings agree with it."""
+    from specdec.drafters.distilled import build_distilled
+    from specdec.drafters.eagle import build_eagle
+    from specdec.drafters.medusa import build_medusa
+    config, state = read_init(kind, target, settings.init)
+    for key, value in init_shape(kind, config).items():
+        asked = tuple(getattr(settings, key)) if key == "fuse_layers" else getattr(settings, key)
+        if asked != value:
+            shown = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+            raise ConfigError(f"the drafter to start from ({settings.init}) has {key} {shown(value)}, the run asks for "
+                              f"{shown(asked)}; accepted: {shown(value)} (the initial drafter's shape)")
+    build = {"eagle": build_eagle, "medusa": build_medusa, "distilled": build_distilled}[kind]
+    return build(config, state).float()
 
 
 def check_fuse_layers(layers: tuple[int, ...], target) -> None:

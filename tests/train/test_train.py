@@ -123,6 +123,33 @@ def test_eagle_loss_weights_shape_the_loss(target_and_records, tmp_path):
     assert losses[(0.0, 1.0)] > 0 and losses[(1.0, 0.0)] > 0
 
 
+@pytest.mark.parametrize("kind, extra", [("eagle", {"fuse_layers": (0,)}), ("medusa", {}), ("distilled", {})])
+def test_a_run_can_start_from_a_trained_drafter(kind, extra, target_and_records, tmp_path):
+    """--init: the new run starts where the initial drafter ended (its first loss is that drafter's, far below a
+    fresh start's) and keeps its draft vocabulary; a shape that differs from the initial drafter's is refused."""
+    target, records = target_and_records
+    train_drafter(kind, target, records, tmp_path / "first", settings(tmp_path, steps=30, **extra), progress=False)
+    s = settings(tmp_path, steps=2, **extra)
+    s.loop = s.loop.__class__(**{**s.loop.__dict__, "eval_every": 1, "lr": 1e-9})
+    fresh = train_drafter(kind, target, records, tmp_path / "fresh", s, progress=False)
+    s.init = str(tmp_path / "first")
+    warm = train_drafter(kind, target, records, tmp_path / "warm", s, progress=False)
+    first = [json.loads(x) for x in (tmp_path / "first" / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert warm["held_out_metrics"]["train_loss"] < 0.9 * fresh["held_out_metrics"]["train_loss"]
+    held = [k for k in first[-1] if k.startswith("held_out_")]
+    assert held and all(warm["held_out_metrics"][k] == pytest.approx(first[-1][k], abs=0.02) for k in held)
+    _, a = load_drafter(tmp_path / "first", kind)
+    _, b = load_drafter(tmp_path / "warm", kind)
+    assert torch.equal(a["token_ids"], b["token_ids"])
+    key, wrong = {"eagle": ("fuse_layers", ()), "medusa": ("heads", 3), "distilled": ("layers", 2)}[kind]
+    bad = settings(tmp_path, steps=2, **extra)
+    bad.init = str(tmp_path / "first")
+    setattr(bad, key, wrong)
+    with pytest.raises(ConfigError, match=f"has {key} .* the run asks for"):
+        train_drafter(kind, target, records, tmp_path / "bad", bad, progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_resume_with_other_settings_is_refused(target_and_records, tmp_path):
     target, records = target_and_records
     train_drafter("medusa", target, records, tmp_path / "m", settings(tmp_path, steps=6), progress=False,
@@ -193,3 +220,15 @@ def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys
     assert main(["train", "eagle", "--target", str(model_dir), "--data", str(tmp_path / "nowhere"),
                  "--fuse-layers", "0,40", "--out", str(tmp_path / "x")]) == 2     # refused before any data work
     assert "fuse layers [0, 40] are invalid" in capsys.readouterr().err
+    # --init: shape options left out come from the initial drafter; a conflicting one is refused with its value
+    init = args[:-2] + ["--reuse-responses", "--init", str(tmp_path / "out"), "--out", str(tmp_path / "out3")]
+    init = [a for i, a in enumerate(init) if a not in ("--heads", "--draft-vocab") and init[i - 1] not in
+            ("--heads", "--draft-vocab")]
+    assert main(init) == 0
+    config3, _ = load_drafter(tmp_path / "out3", "medusa")
+    assert config3["num_heads"] == 2 and config3["draft_vocab"] == 64
+    assert config3["training"]["settings"]["init"] == str(tmp_path / "out")
+    assert main(init[:-1] + [str(tmp_path / "out4"), "--heads", "3"]) == 2
+    assert "has heads 2, the run asks for 3" in capsys.readouterr().err
+    assert main(init[:-4] + ["--init", "shipped", "--out", str(tmp_path / "out5")]) == 2
+    assert "no medusa drafter ships" in capsys.readouterr().err
