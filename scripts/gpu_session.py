@@ -17,7 +17,9 @@ deadline and writes its results as it ends:
    greedy. Its identical-to-vanilla column is the CUDA correctness check;
 4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
 
---steps eagle=2000 fixes a stage's step count instead (the probe's estimate has been 2-4x too high on an H200:
+--init eagle=shipped starts the eagle run from the shipped head (with --lr eagle=5e-4, say, and the shipped head's
+--fuse-layers); make its prompts file with scripts/session_prompts.py so the records it was trained on keep their
+held-out split. --steps eagle=2000 fixes a stage's step count instead (the probe's estimate has been 2-4x too high on an H200:
 its 30 steps include warm-up that a long run amortises). Files over 15 MiB under --out are split into
 NAME.part00, NAME.part01, ... at the end (the device returns files of at most 16 MiB); join them with
 `cat NAME.part* > NAME`.
@@ -61,6 +63,9 @@ def main() -> int:
     ap.add_argument("--feature-weight", type=float, default=1.0, help="eagle: feature regression weight")
     ap.add_argument("--cls-weight", type=float, default=0.1, help="eagle: cross-entropy weight")
     ap.add_argument("--steps", default="", help="fixed step counts per stage, e.g. eagle=2000 (else: from the probe)")
+    ap.add_argument("--init", default="", help="start a stage's run from a drafter, e.g. eagle=shipped (the one in the "
+                                               "package) or eagle=DIR (specdec train --init)")
+    ap.add_argument("--lr", default="", help="learning rate per stage, e.g. eagle=5e-4 (default 1e-3)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after each probe, profile this many steps and write profile-KIND.txt (0: no profile)")
     ap.add_argument("--bench-per-category", type=int, default=2)
@@ -157,11 +162,14 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     from specdec.train.loop import LoopConfig
     from specdec.train.pipeline import TrainSettings, train_drafter
     fuse = tuple(int(x) for x in args.fuse_layers.split(",") if x.strip()) if kind == "eagle" else ()
+    per_kind = lambda text: dict(item.split("=") for item in text.split(",") if item.strip())  # noqa: E731
+    init, lr = per_kind(args.init).get(kind), float(per_kind(args.lr).get(kind, 1e-3))
 
     def settings(steps: int, eval_every: int) -> TrainSettings:
-        loop = LoopConfig(steps=steps, lr=1e-3, token_budget=8192, eval_every=eval_every, checkpoint_every=10_000)
+        loop = LoopConfig(steps=steps, lr=lr, token_budget=8192, eval_every=eval_every, checkpoint_every=10_000)
         return TrainSettings(draft_vocab=8192, heads=4, unroll=3, eval_prompts=3, work_dir=work, loop=loop,
-                             fuse_layers=fuse, feature_weight=args.feature_weight, cls_weight=args.cls_weight)
+                             fuse_layers=fuse, feature_weight=args.feature_weight, cls_weight=args.cls_weight,
+                             init=init)
 
     t = time.monotonic()
     shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
@@ -170,7 +178,7 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     probe = [json.loads(line) for line in (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()]
     per_step = (probe[-1]["train_seconds"] - probe[0]["train_seconds"]) / 20    # first 10 steps: warm-up
     left = stop - time.monotonic() - 30                       # evaluations and the decode check
-    fixed = dict(item.split("=") for item in args.steps.split(",") if item.strip())
+    fixed = per_kind(args.steps)
     steps = int(fixed[kind]) if kind in fixed else max(50, int(left / per_step))
     log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
     if args.profile_steps > 0:
@@ -178,7 +186,8 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
         steps = int(fixed[kind]) if kind in fixed else max(50, int((stop - time.monotonic() - 30) / per_step))
     eagle = (f" --fuse-layers {args.fuse_layers} --feature-weight {args.feature_weight} --cls-weight "
              f"{args.cls_weight}" if kind == "eagle" else "")
-    command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind} --steps {steps} --lr 1e-3 "
+    start = f" --init {init}" if init else ""
+    command = (f"python scripts/gpu_session.py (stage {kind}): specdec train {kind}{start} --steps {steps} --lr {lr:g} "
                f"--token-budget 8192 --draft-vocab 8192{eagle} on {len(records)} self-answered prompts, "
                f"{device_name(target)}")
     summary = train_drafter(kind, target, records, out / kind, settings(steps, max(1, steps // 5)),

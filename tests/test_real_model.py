@@ -47,6 +47,20 @@ def test_second_load_is_fast(target):
     assert again.load_seconds < 5.0
 
 
+def test_the_gguf_file_by_path_finds_the_shipped_drafters(target):
+    """Loaded by its file path rather than its registry name, the default target still gets its shipped heads
+    (found by the target fingerprint they record)."""
+    from specdec.drafters.trained import shipped_drafter
+    by_path = load_model(target.source, quiet=True)
+    assert by_path.name != target.name
+    for kind in ("eagle", "medusa", "distilled"):
+        assert shipped_drafter(by_path, kind) == shipped_drafter(target, kind) is not None
+    prompt = spec_bench_prompts(1)[0]
+    drafter = make_drafter("eagle", by_path, {})
+    assert (SpeculativeDecoder(by_path, drafter).generate(prompt, 24).token_ids
+            == SpeculativeDecoder(by_path).generate(prompt, 24).token_ids)
+
+
 def test_logits_equal_transformers(target, hf_reference):
     ids = target.encode(spec_bench_prompts(1)[0])
     with torch.no_grad():

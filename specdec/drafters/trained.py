@@ -1,22 +1,35 @@
 """Finding and loading trained drafters: an explicit directory, or the one shipped for the target.
 
-Shipped drafters live in specdec/data/drafters/<registry name>/<kind>/ (config.json + model.safetensors).
+Shipped drafters live in specdec/data/drafters/<registry name>/<kind>/ (config.json + model.safetensors). A target
+loaded by another name (the registry model's .gguf file by path, say) finds its shipped drafter by fingerprint.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from specdec.errors import ConfigError
-from specdec.heads.io import check_target, load_drafter
+from specdec.heads.io import check_target, load_drafter, target_mismatch
 
 
 def shipped_drafter(target, kind: str) -> Path | None:
-    root = Path(str(resources.files("specdec") / "data" / "drafters" / target.name / kind))
-    return root if (root / "config.json").is_file() else None
+    """The drafter of this kind shipped for the target: by registry name, else the one whose recorded target
+    fingerprint (shapes and embedding checksum) is this target's."""
+    root = Path(str(resources.files("specdec") / "data" / "drafters"))
+    named = root / target.name / kind
+    if "/" not in target.name and (named / "config.json").is_file():
+        return named
+    for config in sorted(root.glob(f"*/{kind}/config.json")):
+        try:
+            if target_mismatch(json.loads(config.read_text()), target) is None:
+                return config.parent
+        except (AttributeError, KeyError):      # a runtime without a native fingerprint (transformers adapter)
+            return None
+    return None
 
 
 def resolve(target, kind: str, drafter: str | None) -> tuple[dict, dict[str, torch.Tensor], str]:

@@ -22,16 +22,27 @@ def target_fingerprint(target) -> dict:
             "embed_checksum": round(float(rt.embed[:256].double().abs().sum()), 3)}
 
 
-def check_target(config: dict, target, where: str) -> None:
+def target_mismatch(config: dict, target) -> str | None:
+    """The first fingerprint entry in which the drafter's target differs from `target`, or None if it is it."""
     want, have = config["target"], target_fingerprint(target)
     for key in ("vocab_size", "hidden_size", "num_layers"):
         if want[key] != have[key]:
-            raise ConfigError(f"drafter {where} was trained for target {want['name']!r} ({key}={want[key]}), "
-                              f"not for {target.name!r} ({key}={have[key]}); accepted: a drafter trained for "
-                              f"this target (specdec train ... --target {target.name})")
+            return key
     if abs(want["embed_checksum"] - have["embed_checksum"]) > 1e-3 * max(1.0, abs(want["embed_checksum"])):
+        return "embed_checksum"
+    return None
+
+
+def check_target(config: dict, target, where: str) -> None:
+    key = target_mismatch(config, target)
+    want, have = config["target"], target_fingerprint(target)
+    if key == "embed_checksum":
         raise ConfigError(f"drafter {where} was trained for target {want['name']!r}, whose embedding differs from "
                           f"{target.name!r}'s; accepted: a drafter trained for this target")
+    if key is not None:
+        raise ConfigError(f"drafter {where} was trained for target {want['name']!r} ({key}={want[key]}), "
+                          f"not for {target.name!r} ({key}={have[key]}); accepted: a drafter trained for "
+                          f"this target (specdec train ... --target {target.name})")
 
 
 def save_drafter(path: str | Path, kind: str, config: dict, state: dict[str, torch.Tensor], *,
