@@ -68,6 +68,8 @@ def main() -> int:
     ap.add_argument("--lr", default="", help="learning rate per stage, e.g. eagle=5e-4 (default 1e-3)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after each probe, profile this many steps and write profile-KIND.txt (0: no profile)")
+    ap.add_argument("--gen-batch", type=int, default=256,
+                    help="responses: prompts per generate() batch (the earlier sessions used 128: ~12-17 s per 512)")
     ap.add_argument("--bench-per-category", type=int, default=2)
     ap.add_argument("--bench-tokens", type=int, default=128)
     args = ap.parse_args()
@@ -145,13 +147,10 @@ def responses(target, args, work: Path, deadline: float) -> list[dict]:
     path = work / "responses.jsonl"
     if args.responses and not path.exists():
         shutil.copy(args.responses, path)
-    chunk = 512
-    for i in range(0, len(prompts), chunk):
-        if time.monotonic() > deadline:
-            break
-        t = time.monotonic()
-        generate_responses(target, prompts[i:i + chunk], path, max_new_tokens=128, max_prompt_tokens=1024)
-        log(f"responses: {i + chunk} prompts done, chunk {time.monotonic() - t:.1f}s")
+    t = time.monotonic()
+    generate_responses(target, prompts, path, max_new_tokens=128, max_prompt_tokens=1024, batch_size=args.gen_batch,
+                       stop=lambda: time.monotonic() > deadline)
+    log(f"responses: generation ended after {time.monotonic() - t:.1f}s")
     records = generate_responses(target, prompts, path, max_new_tokens=128, max_prompt_tokens=1024,
                                  generate=False)
     log(f"responses: {len(records)} records, {sum(len(r['response_ids']) for r in records)} response tokens")

@@ -2,7 +2,8 @@
 
 Drafters learn to predict what *this* target says, so the training text is the target's own output rather than
 the dataset's reference answers. Generation is batched with transformers (left padding, prompts sorted by
-length) because our runtime decodes one sequence at a time; each finished batch is appended to the JSONL file,
+length within windows of 8 batches, so a run stopped early has answered the first prompts of its list) because
+our runtime decodes one sequence at a time; each finished batch is appended to the JSONL file,
 so an interrupted run resumes where it stopped.
 """
 
@@ -32,10 +33,12 @@ def _done(path: Path) -> dict[str, dict]:
 
 def generate_responses(target, prompts: list[Prompt], out_path: Path, *, max_new_tokens: int = 160,
                        max_prompt_tokens: int = 768, batch_size: int | None = None, generate: bool = True,
-                       progress: Callable[[int], None] | None = None) -> list[dict]:
+                       progress: Callable[[int], None] | None = None,
+                       stop: Callable[[], bool] | None = None) -> list[dict]:
     """Records {group, source, prompt, prompt_ids, response_ids} for every prompt, reusing those in out_path
     (generate=False: only those, generating nothing). Generation runs on the target's device; batch_size
-    defaults to 16 on a CPU and 128 on a GPU."""
+    defaults to 16 on a CPU and 128 on a GPU. stop() is asked before each batch: True ends generation there
+    (a time-boxed run returns the records answered so far)."""
     from transformers import AutoModelForCausalLM
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,9 +59,12 @@ def generate_responses(target, prompts: list[Prompt], out_path: Path, *, max_new
         model.eval()
         pad = target.tokenizer.pad_token_id if target.tokenizer.pad_token_id is not None else 0
         eos = sorted(target.eos_token_ids)
-        todo.sort(key=lambda x: len(x[1]))
+        window = 8 * batch_size          # sorted by length within windows: a stopped run answered a prefix
+        todo = [x for i in range(0, len(todo), window) for x in sorted(todo[i:i + window], key=lambda x: len(x[1]))]
         with out_path.open("a", encoding="utf-8") as f:
             for b in range(0, len(todo), batch_size):
+                if stop is not None and stop():
+                    break
                 batch = todo[b:b + batch_size]
                 recs = _generate_batch(model, batch, pad, eos, max_new_tokens)
                 for rec in recs:

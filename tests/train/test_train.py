@@ -232,3 +232,24 @@ def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys
     assert "has heads 2, the run asks for 3" in capsys.readouterr().err
     assert main(init[:-4] + ["--init", "shipped", "--out", str(tmp_path / "out5")]) == 2
     assert "no medusa drafter ships" in capsys.readouterr().err
+
+
+def test_response_generation_stops_between_batches_and_keeps_the_list_order(tmp_path):
+    """stop() ends generation before a batch; prompts are length-sorted only within windows of 8 batches, so a
+    stopped run has answered the first window in full and nothing beyond the next."""
+    from specdec.models.load import load_model
+    from specdec.train.prompts import Prompt
+    from specdec.train.responses import generate_responses
+    from tests.tiny import write_hf_dir
+    model_dir, _ = write_hf_dir(tmp_path / "tiny", scale=3.0)
+    target = load_model(str(model_dir), quiet=True)
+    prompts = [Prompt("qa", "word " * (1 + (7 * i) % 11) + f"question {i}?", "test") for i in range(40)]
+    asked = []
+    records = generate_responses(target, prompts, tmp_path / "r.jsonl", max_new_tokens=3, batch_size=2,
+                                 stop=lambda: asked.append(1) or len(asked) > 9)
+    answered = {r["prompt"] for r in records}
+    assert len(answered) == 18
+    assert {p.text for p in prompts[:16]} <= answered                 # the first window (8 batches of 2), whole
+    assert len(answered - {p.text for p in prompts[:32]}) == 0        # the rest from the second window only
+    again = generate_responses(target, prompts, tmp_path / "r.jsonl", max_new_tokens=3, batch_size=2)
+    assert len(again) == 40 and [r["prompt"] for r in again] == [p.text for p in prompts]
