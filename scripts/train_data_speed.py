@@ -27,23 +27,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from specdec.models.load import load_model  # noqa: E402
-from specdec.train.batches import SequenceStore, batch_plan, crop  # noqa: E402
+from specdec.train.batches import SequenceStore, batch_plan, reference_batch  # noqa: E402
 from specdec.train.features import extract_features  # noqa: E402
 
 
-def host_batch(seqs, keep_prompt, device):
-    """The earlier host-side assembly, kept here as the baseline."""
-    seqs = [crop(s, keep_prompt) for s in seqs]
-    t, b, h = max(len(s.tokens) for s in seqs), len(seqs), seqs[0].features.shape[1]
-    tokens, feats = torch.zeros(b, t, dtype=torch.long), torch.zeros(b, t, h)
-    valid = torch.zeros(b, t, dtype=torch.bool)
-    extras = None if seqs[0].extras is None else torch.zeros(b, t, *seqs[0].extras.shape[1:])
-    for i, s in enumerate(seqs):
-        n = len(s.tokens)
-        tokens[i, :n], feats[i, :n], valid[i, :n] = s.tokens, s.features.float(), True
-        if extras is not None:
-            extras[i, :n] = s.extras.float()
-    return [x.to(device) for x in (tokens, feats, valid) + ((extras,) if extras is not None else ())]
+def host_copy(batch, device):
+    """The earlier path: a batch assembled on the host, then copied to the device."""
+    return [x.to(device) for x in (batch.tokens, batch.features, batch.valid, batch.extras) if x is not None]
 
 
 def sync(device):
@@ -83,7 +73,8 @@ def main() -> None:
     store = SequenceStore(seqs, args.keep_prompt, device)
     plan = batch_plan(store.lengths, args.token_budget, seed=0, epoch=0)
     for name, make in (("store gather", lambda b: store.batch(b)),
-                       ("host assembly + copy", lambda b: host_batch([seqs[i] for i in b], args.keep_prompt, device))):
+                       ("host assembly + copy", lambda b: host_copy(reference_batch([seqs[i] for i in b], args.keep_prompt),
+                                                                   device))):
         for b in plan[:2]:
             make(b)                                            # warm-up
         sync(device)

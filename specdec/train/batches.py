@@ -73,6 +73,22 @@ class SequenceStore:
         return Batch(gather(self.tokens), gather(self.features).float(), valid, self.prompt_lens[rows], extras)
 
 
+def reference_batch(seqs: list[Sequence], keep_prompt: int | None) -> Batch:
+    """The same batch built one sequence at a time on the host (zeroed float32 tensors, one copy per sequence): the
+    reference SequenceStore.batch is tested against, and the baseline scripts/train_data_speed.py times."""
+    seqs = [crop(s, keep_prompt) for s in seqs]
+    t, b, h = max(len(s.tokens) for s in seqs), len(seqs), seqs[0].features.shape[1]
+    tokens, feats = torch.zeros(b, t, dtype=torch.long), torch.zeros(b, t, h)
+    valid = torch.zeros(b, t, dtype=torch.bool)
+    extras = None if seqs[0].extras is None else torch.zeros(b, t, *seqs[0].extras.shape[1:])
+    for i, s in enumerate(seqs):
+        n = len(s.tokens)
+        tokens[i, :n], feats[i, :n], valid[i, :n] = s.tokens, s.features.float(), True
+        if extras is not None:
+            extras[i, :n] = s.extras.float()
+    return Batch(tokens, feats, valid, torch.tensor([s.prompt_len for s in seqs]), extras)
+
+
 def batch_plan(lengths: list[int], token_budget: int, seed: int, epoch: int) -> list[list[int]]:
     """One epoch's batches: a seeded shuffle, then sequences of similar length grouped (chunks of 32 sorted by
     length) and cut so batch size x longest sequence stays within token_budget."""

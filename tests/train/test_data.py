@@ -4,7 +4,7 @@ and features extracted in right-padded multi-sequence passes equal those of one 
 import pytest
 import torch
 
-from specdec.train.batches import SequenceStore, batch_plan, crop
+from specdec.train.batches import SequenceStore, batch_plan, crop, reference_batch
 from specdec.train.features import Sequence, extract_features, load_features
 from tests.tiny import tiny_target
 
@@ -21,22 +21,6 @@ def _sequences(n: int, hidden: int, extra_layers: int, seed: int = 0) -> list[Se
     return out
 
 
-def _reference(seqs: list[Sequence], keep_prompt):
-    """The batch built one sequence at a time: right-padded with zeros, features float32."""
-    seqs = [crop(s, keep_prompt) for s in seqs]
-    t = max(len(s.tokens) for s in seqs)
-    b, h = len(seqs), seqs[0].features.shape[1]
-    tokens, valid = torch.zeros(b, t, dtype=torch.long), torch.zeros(b, t, dtype=torch.bool)
-    feats = torch.zeros(b, t, h)
-    extras = None if seqs[0].extras is None else torch.zeros(b, t, *seqs[0].extras.shape[1:])
-    for i, s in enumerate(seqs):
-        n = len(s.tokens)
-        tokens[i, :n], feats[i, :n], valid[i, :n] = s.tokens, s.features.float(), True
-        if extras is not None:
-            extras[i, :n] = s.extras.float()
-    return tokens, feats, valid, torch.tensor([s.prompt_len for s in seqs]), extras
-
-
 @pytest.mark.parametrize("keep_prompt, extra_layers", [(None, 0), (5, 0), (8, 2)])
 def test_store_batches_equal_batches_built_sequence_by_sequence(keep_prompt, extra_layers):
     seqs = _sequences(30, 16, extra_layers)
@@ -46,13 +30,13 @@ def test_store_batches_equal_batches_built_sequence_by_sequence(keep_prompt, ext
     assert sorted(i for b in plan for i in b) == list(range(30))
     for indices in plan + [[29, 0, 7]]:
         got = store.batch(indices)
-        tokens, feats, valid, prompt_lens, extras = _reference([seqs[i] for i in indices], keep_prompt)
-        assert torch.equal(got.tokens, tokens) and torch.equal(got.valid, valid)
-        assert torch.equal(got.prompt_lens, prompt_lens)
-        assert got.features.dtype == torch.float32 and torch.equal(got.features, feats)
-        assert (got.extras is None) == (extras is None)
-        if extras is not None:
-            assert torch.equal(got.extras, extras)
+        want = reference_batch([seqs[i] for i in indices], keep_prompt)
+        assert torch.equal(got.tokens, want.tokens) and torch.equal(got.valid, want.valid)
+        assert torch.equal(got.prompt_lens, want.prompt_lens)
+        assert got.features.dtype == torch.float32 and torch.equal(got.features, want.features)
+        assert (got.extras is None) == (want.extras is None)
+        if want.extras is not None:
+            assert torch.equal(got.extras, want.extras)
 
 
 @pytest.mark.parametrize("runtime, extra", [("native", ()), ("native", (0,)), ("transformers", (0,))],
