@@ -17,7 +17,7 @@ deadline and writes its results as it ends:
    greedy. Its identical-to-vanilla column is the CUDA correctness check;
 4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
 
---init eagle=shipped starts the eagle run from the shipped head (with --lr eagle=5e-4, say, and the shipped head's
+With --steps KIND=N the stage runs no probe. --init eagle=shipped starts the eagle run from the shipped head (with --lr eagle=5e-4, say, and the shipped head's
 --fuse-layers); make its prompts file with scripts/session_prompts.py so the records it was trained on keep their
 held-out split. --steps eagle=2000 fixes a stage's step count instead (the probe's estimate has been 2-4x too high on an H200:
 its 30 steps include warm-up that a long run amortises). Files over 15 MiB under --out are split into
@@ -171,18 +171,22 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
                              init=init)
 
     t = time.monotonic()
-    shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
     shutil.rmtree(out / kind, ignore_errors=True)
-    train_drafter(kind, target, records, work / f"{kind}-probe", settings(30, 10), progress=False)
-    probe = [json.loads(line) for line in (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()]
-    per_step = (probe[-1]["train_seconds"] - probe[0]["train_seconds"]) / 20    # first 10 steps: warm-up
-    left = stop - time.monotonic() - 30                       # evaluations and the decode check
     fixed = per_kind(args.steps)
-    steps = int(fixed[kind]) if kind in fixed else max(50, int(left / per_step))
-    log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
-    if args.profile_steps > 0:
-        profile(kind, target, records, work, out, settings(args.profile_steps, args.profile_steps))
-        steps = int(fixed[kind]) if kind in fixed else max(50, int((stop - time.monotonic() - 30) / per_step))
+    if kind in fixed and args.profile_steps <= 0:     # a fixed count needs no probe (the run's log times its steps)
+        steps = int(fixed[kind])
+    else:
+        shutil.rmtree(work / f"{kind}-probe", ignore_errors=True)     # a probe must time fresh steps, not resume
+        train_drafter(kind, target, records, work / f"{kind}-probe", settings(30, 10), progress=False)
+        probe = [json.loads(line) for line in
+                 (work / f"{kind}-probe" / "run" / "train_log.jsonl").read_text().splitlines()]
+        per_step = (probe[-1]["train_seconds"] - probe[0]["train_seconds"]) / 20    # first 10 steps: warm-up
+        left = stop - time.monotonic() - 30                       # evaluations and the decode check
+        steps = int(fixed[kind]) if kind in fixed else max(50, int(left / per_step))
+        log(f"{kind}: probe {time.monotonic() - t:.1f}s (features included), {per_step * 1000:.0f} ms/step -> {steps}")
+        if args.profile_steps > 0:
+            profile(kind, target, records, work, out, settings(args.profile_steps, args.profile_steps))
+            steps = int(fixed[kind]) if kind in fixed else max(50, int((stop - time.monotonic() - 30) / per_step))
     eagle = (f" --fuse-layers {args.fuse_layers} --feature-weight {args.feature_weight} --cls-weight "
              f"{args.cls_weight}" if kind == "eagle" else "")
     start = f" --init {init}" if init else ""
