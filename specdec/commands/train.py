@@ -49,8 +49,8 @@ def run_train(args) -> int:
     from specdec.errors import ConfigError
     from specdec.models.load import load_model
     from specdec.train.loop import LoopConfig
-    from specdec.train.pipeline import (TrainSettings, build_records, check_fuse_layers, check_loss_weights,
-                                         init_shape, read_init, train_drafter)
+    from specdec.train.pipeline import (TrainSettings, build_records, check_fuse_layers, check_init_shape,
+                                         check_loss_weights, init_shape, read_init, train_drafter)
 
     for name in ("per_group", "max_new_tokens", "draft_vocab", "heads", "layers", "unroll"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -65,8 +65,9 @@ def run_train(args) -> int:
     embedding(target)                      # a non-native target is refused before any data work
     # Shape options left out take the initial drafter's values (with --init) or the defaults; given ones must agree.
     shape = {"draft_vocab": 8192, "heads": 4, "layers": 2, "fuse_layers": ()}
-    if args.init is not None:
-        shape.update(init_shape(args.kind, read_init(args.kind, target, args.init)[0]))
+    init_config = read_init(args.kind, target, args.init)[0] if args.init is not None else None
+    if init_config is not None:
+        shape.update(init_shape(args.kind, init_config))
     given = {"draft_vocab": args.draft_vocab, "heads": args.heads, "layers": args.layers, "fuse_layers": fuse}
     shape.update({k: v for k, v in given.items() if v is not None})
     fuse = shape["fuse_layers"]
@@ -82,6 +83,8 @@ def run_train(args) -> int:
                              eval_prompts=args.eval_prompts, seed=args.seed, loop=loop,
                              generate=not args.reuse_responses,
                              work_dir=Path(args.work_dir) if args.work_dir else None)
+    if init_config is not None:
+        check_init_shape(args.kind, init_config, settings)     # refused before hours of response generation
     records = build_records(target, args.data, settings)
     command = "specdec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = train_drafter(args.kind, target, records, args.out, settings, command=command)

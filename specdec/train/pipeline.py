@@ -189,18 +189,23 @@ def read_init(kind: str, target, init: str) -> tuple[dict, dict[str, torch.Tenso
     return config, state
 
 
-def load_init(kind: str, target, settings: TrainSettings) -> torch.nn.Module:
-    """The network a run starts from (settings.init), after checking that the shape settings agree with it."""
-    from specdec.drafters.distilled import build_distilled
-    from specdec.drafters.eagle import build_eagle
-    from specdec.drafters.medusa import build_medusa
-    config, state = read_init(kind, target, settings.init)
+def check_init_shape(kind: str, config: dict, settings: TrainSettings) -> None:
+    """Refuse settings whose shape options differ from the initial drafter's (its config)."""
     for key, value in init_shape(kind, config).items():
         asked = tuple(getattr(settings, key)) if key == "fuse_layers" else getattr(settings, key)
         if asked != value:
             shown = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
             raise ConfigError(f"the drafter to start from ({settings.init}) has {key} {shown(value)}, the run asks for "
                               f"{shown(asked)}; accepted: {shown(value)} (the initial drafter's shape)")
+
+
+def load_init(kind: str, target, settings: TrainSettings) -> torch.nn.Module:
+    """The network a run starts from (settings.init), after checking that the shape settings agree with it."""
+    from specdec.drafters.distilled import build_distilled
+    from specdec.drafters.eagle import build_eagle
+    from specdec.drafters.medusa import build_medusa
+    config, state = read_init(kind, target, settings.init)
+    check_init_shape(kind, config, settings)
     build = {"eagle": build_eagle, "medusa": build_medusa, "distilled": build_distilled}[kind]
     return build(config, state).float()
 

@@ -230,6 +230,9 @@ def test_cli_trains_from_data_files_and_reuses_cached_responses(tmp_path, capsys
     assert config3["training"]["settings"]["init"] == str(tmp_path / "out")
     assert main(init[:-1] + [str(tmp_path / "out4"), "--heads", "3"]) == 2
     assert "has heads 2, the run asks for 3" in capsys.readouterr().err
+    nowhere = [a if a != str(data) else str(tmp_path / "nowhere") for a in init[:-1]]
+    assert main(nowhere + [str(tmp_path / "out4"), "--heads", "3"]) == 2     # refused before any data work
+    assert "has heads 2, the run asks for 3" in capsys.readouterr().err
     assert main(init[:-4] + ["--init", "shipped", "--out", str(tmp_path / "out5")]) == 2
     assert "no medusa drafter ships" in capsys.readouterr().err
 
