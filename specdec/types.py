@@ -29,12 +29,16 @@ class Draft:
     as any node) but never verified, accepted or kept; the engine hands the drafter the target's argmax after
     each of them (``VerifyResult.scratch_argmax``). Being last, they can only have scratch descendants.
     ``draft_probs`` covers the other nodes only.
+
+    ``confidence[i]``, when the drafter has one, is its estimate that node i is accepted (with its ancestors),
+    never above its parent's: drafts merged from several drafters (specdec/drafters/union.py) are sized by it.
     """
 
     tokens: Tensor                      # [n] int64
     parents: Tensor                     # [n] int64, -1 = child of the root
     draft_probs: Tensor | None = None   # [n - n_scratch, vocab] float32 or None
     n_scratch: int = 0                  # trailing nodes scored but never verified
+    confidence: Tensor | None = None    # [n - n_scratch] float32 or None
 
     @staticmethod
     def chain(tokens: Tensor, draft_probs: Tensor | None = None) -> "Draft":
@@ -46,7 +50,8 @@ class Draft:
     def cpu(self) -> "Draft":
         """The same draft with its tensors on the CPU."""
         probs = None if self.draft_probs is None else self.draft_probs.cpu()
-        return Draft(self.tokens.cpu(), self.parents.cpu(), probs, self.n_scratch)
+        confidence = None if self.confidence is None else self.confidence.cpu()
+        return Draft(self.tokens.cpu(), self.parents.cpu(), probs, self.n_scratch, confidence)
 
     @property
     def size(self) -> int:
@@ -60,7 +65,23 @@ class Draft:
         if not self.n_scratch:
             return self
         m = self.size - self.n_scratch
-        return Draft(tokens=self.tokens[:m], parents=self.parents[:m], draft_probs=self.draft_probs)
+        return Draft(tokens=self.tokens[:m], parents=self.parents[:m], draft_probs=self.draft_probs,
+                     confidence=self.confidence)
+
+    def select(self, keep: list[int] | Tensor) -> "Draft":
+        """The draft of the nodes `keep` (ascending, closed under ancestors), reindexed; no scratch nodes."""
+        keep = torch.as_tensor(keep, dtype=torch.long)
+        if self.n_scratch or (keep.numel() and int(keep.max()) >= self.size):
+            raise ValueError(f"cannot select nodes {keep.tolist()} of a draft of {self.size} nodes "
+                             f"({self.n_scratch} scratch)")
+        new_index = torch.full((self.size,), -1, dtype=torch.long)
+        new_index[keep] = torch.arange(keep.numel())
+        parents = self.parents[keep]
+        parents = torch.where(parents >= 0, new_index[parents.clamp(min=0)], parents)
+        if bool(((self.parents[keep] >= 0) & (parents < 0)).any()):
+            raise ValueError(f"nodes {keep.tolist()} are not closed under ancestors")
+        pick = lambda t: None if t is None else t[keep.to(t.device)]
+        return Draft(self.tokens[keep], parents, pick(self.draft_probs), 0, pick(self.confidence))
 
     @property
     def is_chain(self) -> bool:

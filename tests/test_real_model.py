@@ -108,12 +108,13 @@ def rest_datastore(target, tmp_path_factory):
 METHODS = [("pld", {}), ("pld", {"branches": 3}), ("rest", {}), ("draft", {"model": "smollm2-135m", "num_draft": 3}),
            ("draft", {"model": "smollm2-135m", "branches": 2, "width": 3, "num_draft": 3}),
            ("layerskip", {"skip": [13, 14, 15, 17], "force": True}), ("lookahead", {}),
-           ("eagle", {}), ("medusa", {}), ("distilled", {}), ("distilled", {"branches": 2, "width": 3})]
+           ("eagle", {}), ("medusa", {}), ("distilled", {}), ("distilled", {"branches": 2, "width": 3}),
+           ("eagle+pld", {})]
 
 
 @pytest.mark.parametrize("method,options", METHODS,
                          ids=["pld", "pld-tree", "rest", "draft", "draft-tree", "layerskip", "lookahead", "eagle",
-                              "medusa", "distilled", "distilled-tree"])
+                              "medusa", "distilled", "distilled-tree", "eagle+pld"])
 def test_speculative_greedy_equals_vanilla_on_spec_bench(target, vanilla_outputs, rest_datastore, method, options):
     if method == "rest":
         options = {**options, "datastore": rest_datastore}

@@ -80,12 +80,13 @@ def base_method(name: str) -> str:
 
 
 def _native_methods(cfg: BenchConfig) -> list[str]:
-    from specdec.drafters import method_names
+    from specdec.drafters import is_method, method_names
     methods = list(dict.fromkeys([REFERENCE, *cfg.methods]))       # vanilla is always measured, first
     for m in methods:
-        if base_method(m) not in method_names() and ":" not in m:
+        if not is_method(base_method(m)):
             raise ConfigError(f"method {m!r} is unknown; accepted: {', '.join(method_names())} "
-                              f"or package.module:factory, optionally as a variant NAME@LABEL")
+                              f"or package.module:factory, or several joined by '+' (eagle+pld), optionally "
+                              f"as a variant NAME@LABEL")
     for m in cfg.method_options:
         if m not in methods:
             raise ConfigError(f"--method-option names method {m!r}, which is not benchmarked; accepted: "

@@ -33,6 +33,8 @@ def run_methods(args) -> int:
     print("methods (--method):")
     for name in method_names():
         print(f"  {name:12s} {DESCRIPTIONS.get(name, '')}")
+    print("  A+B[+...]    several drafters at once, their drafts merged into one tree (e.g. eagle+pld; "
+          "options as -o B.KEY=VALUE)")
     print("verification rules (--rule):")
     for name in sorted(VERIFY_RULES):
         print(f"  {name:12s} {'LOSSY: output does not follow the target distribution' if name in LOSSY_RULES else 'lossless'}")

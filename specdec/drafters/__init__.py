@@ -41,9 +41,18 @@ def method_names() -> list[str]:
     return sorted(DRAFTERS)
 
 
+def is_method(method: str) -> bool:
+    """A registered name, package.module:factory, or a union of them joined by '+' (eagle+pld)."""
+    _load_builtin()
+    return all(m in DRAFTERS or ":" in m for m in method.split("+"))
+
+
 def make_drafter(method: str, target, options: dict | None = None) -> Proposer:
     _load_builtin()
     options = options or {}
+    if "+" in method:
+        from specdec.drafters.union import make_union
+        return make_union(target, method.split("+"), options, make_drafter)
     if method in DRAFTERS:
         factory = DRAFTERS[method]
     elif ":" in method:
@@ -55,11 +64,11 @@ def make_drafter(method: str, target, options: dict | None = None) -> Proposer:
                               f"{', '.join(method_names())} or package.module:factory") from None
     else:
         raise ConfigError(f"method {method!r} is unknown; accepted: {', '.join(method_names())} "
-                          f"or package.module:factory")
+                          f"or package.module:factory, or several joined by '+' (eagle+pld)")
     try:
         return factory(target, **options)
     except TypeError as e:
         raise ConfigError(f"bad option for method {method!r}: {e}") from None
 
 
-__all__ = ["DRAFTERS", "DecodeState", "NoDraft", "Proposer", "make_drafter", "method_names", "register"]
+__all__ = ["DRAFTERS", "DecodeState", "NoDraft", "Proposer", "is_method", "make_drafter", "method_names", "register"]

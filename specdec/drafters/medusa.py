@@ -69,12 +69,8 @@ class MedusaDrafter:
         top = torch.topk(logits, self.max_rank, dim=-1).indices               # [heads, max rank]
         tokens = self.net.token_ids[top[self.depth_of, self.rank_of]].cpu()
         keep = (self.depth_of[:n] < state.max_depth).nonzero().flatten()      # prefix-closed: paths sorted
-        if keep.numel() == n:
-            return Draft(tokens[:n], self.parents[:n])
-        new_index = torch.full((len(self.paths),), -1, dtype=torch.long)
-        new_index[keep] = torch.arange(keep.numel())
-        parents = self.parents[keep]
-        return Draft(tokens[keep], torch.where(parents >= 0, new_index[parents.clamp(min=0)], parents))
+        draft = Draft(tokens[:n], self.parents[:n])
+        return draft if keep.numel() == n else draft.select(keep)
 
     def on_accept(self, result: VerifyResult) -> None:
         pass

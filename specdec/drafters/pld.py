@@ -4,7 +4,8 @@ An index maps every n-gram (n = 1..max_ngram) of prompt + generated text to the 
 it grows by the newly committed tokens only, so a step costs O(new tokens * max_ngram), never a rescan.
 To propose, the longest suffix of the context (n from max_ngram down to min_ngram) that occurred before
 picks the continuations; with branches > 1 several distinct continuations form a tree (a trie of them).
-The proposals are deterministic (draft_probs None), so sampling stays exact under the verifier.
+The proposals are deterministic (draft_probs None), so sampling stays exact under the verifier. Each node's
+confidence is how often this request's drafts were accepted as deep as it (schedule.AcceptanceByDepth).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
-from specdec.drafters.schedule import DraftLength
+from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
 from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
 
@@ -64,12 +65,14 @@ class PromptLookupDrafter:
         self.max_ngram, self.min_ngram, self.branches = max_ngram, min_ngram, branches
         self.schedule = DraftLength(num_draft, adaptive, maximum=max(max_draft, num_draft))
         self.index = NgramIndex(max_ngram, min_ngram)
+        self.acceptance = AcceptanceByDepth()
         self._proposed_depth = 0
 
     def begin(self, prompt_ids: list[int]) -> None:
         self.index = NgramIndex(self.max_ngram, self.min_ngram)
         self.index.extend(list(prompt_ids))
         self.schedule.reset()
+        self.acceptance.reset()
 
     def propose(self, state: DecodeState) -> Draft:
         self.index.extend(state.tokens[len(self.index.tokens):])
@@ -78,11 +81,15 @@ class PromptLookupDrafter:
         ctx = self.index.tokens
         paths = [ctx[s:s + depth] for s in starts]
         draft = trie_draft([p for p in paths if p], max_nodes=state.max_nodes)
-        self._proposed_depth = int(draft.depths().max()) if draft.size else 0
+        depths = draft.depths()
+        self._proposed_depth = int(depths.max()) if draft.size else 0
+        by_depth = torch.tensor([0.0, *self.acceptance.estimates(self._proposed_depth)])
+        draft.confidence = by_depth[depths]                       # this request's acceptance at each depth
         return draft
 
     def on_accept(self, result: VerifyResult) -> None:
         self.schedule.update(result.n_accepted, self._proposed_depth)
+        self.acceptance.update(result.n_accepted, self._proposed_depth)
 
 
 def trie_draft(paths: list[list[int]], max_nodes: int) -> Draft:

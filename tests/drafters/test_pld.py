@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from specdec.config import SamplingParams
 from specdec.drafters.pld import NgramIndex, PromptLookupDrafter, trie_draft
-from specdec.drafters.schedule import DraftLength
+from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
 from tests.distribution import two_token_tv
@@ -63,6 +63,31 @@ def test_draft_length_schedule():
     assert fixed.length == 4
     with pytest.raises(ConfigError):
         DraftLength(0)
+
+
+def test_acceptance_by_depth_estimates_never_rise_with_depth():
+    a = AcceptanceByDepth()
+    assert a.estimates(2) == [0.5, 0.5]                   # no evidence yet: the prior's mean
+    a.update(3, 3)                                        # all three accepted
+    a.update(1, 3)                                        # the first only
+    a.update(0, 0)                                        # nothing proposed: no evidence
+    assert a.estimates(4) == [3 / 4, 2 / 4, 2 / 4, 0.5]   # depth 3: 1 of 2 -> 2/4; depth 4 unseen, cut to 2/4
+    a.update(2, 2)
+    assert a.estimates(3) == [4 / 5, 3 / 5, 2 / 4]
+    a.reset()
+    assert a.estimates(1) == [0.5]
+
+
+def test_drafts_carry_this_requests_acceptance_by_depth_as_confidence():
+    from specdec.drafters.base import DecodeState
+    from specdec.types import VerifyResult
+    drafter = PromptLookupDrafter(max_ngram=2, min_ngram=1, num_draft=3, adaptive=False)
+    prompt = [1, 2, 3, 4, 9, 1, 2, 7, 8, 5, 1, 2]
+    drafter.begin(prompt)
+    state = DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=10)
+    assert drafter.propose(state).confidence.tolist() == [0.5, 0.5, 0.5]
+    drafter.on_accept(VerifyResult([7, 8], 1, [0], 8, False))
+    assert drafter.propose(state).confidence.tolist() == pytest.approx([2 / 3, 1 / 3, 1 / 3])
 
 
 def test_a_request_drafts_as_it_would_on_a_fresh_drafter():

@@ -114,6 +114,7 @@ def test_eagle_selection_keeps_the_best_nodes_closed_under_ancestors():
     tokens, parents, scores = [10, 11, 12, 13, 14], [-1, -1, 0, 0, 1], [-0.1, -2.0, -0.3, -0.2, -2.5]
     d = _select(tokens, parents, scores, budget=3)
     assert d.tokens.tolist() == [10, 12, 13] and d.parents.tolist() == [-1, 0, 0]
+    assert torch.allclose(d.confidence, torch.tensor([-0.1, -0.3, -0.2]).exp())   # cumulative draft probability
     d = _select(tokens, parents, scores, budget=5)
     assert d.tokens.tolist() == tokens and d.parents.tolist() == parents
 
