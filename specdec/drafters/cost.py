@@ -56,6 +56,13 @@ def best_size(gains: list[float], curve: CostCurve, draft_seconds: float = 0.0) 
     return best_n
 
 
+def worth_verifying(confidence: list[float], curve: CostCurve, draft_seconds: float = 0.0) -> list[int]:
+    """The nodes of a draft to verify, ascending: its most confident ones (confidence[i] of node i, never above
+    its parent's, so ties broken by index keep every parent), as many as best_size favours."""
+    order = sorted(range(len(confidence)), key=lambda i: (-confidence[i], i))
+    return sorted(order[:best_size([confidence[i] for i in order], curve, draft_seconds)])
+
+
 def fit_costs(target, fit) -> CostCurve | None:
     """A drafter's `fit` option: the target's cost curve, or None (fixed sizes). Measured here, when the drafter
     is built, so that no generation's timing includes it."""

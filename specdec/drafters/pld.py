@@ -16,6 +16,7 @@ import torch
 
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
+from specdec.drafters.cost import CostCurve, fit_costs, worth_verifying
 from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
 from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
@@ -57,7 +58,7 @@ class PromptLookupDrafter:
     # Defaults from a sweep on this CPU (docs/drafters.md): matches shorter than 3 tokens were right too rarely to
     # pay for verifying their drafts when verifying 8 tokens costs ~2x one token.
     def __init__(self, max_ngram: int = 4, min_ngram: int = 3, num_draft: int = 8, branches: int = 1,
-                 adaptive: bool = True, max_draft: int = 16):
+                 adaptive: bool = True, max_draft: int = 16, costs: CostCurve | None = None):
         if not 1 <= min_ngram <= max_ngram:
             raise ConfigError(f"min_ngram={min_ngram}, max_ngram={max_ngram}; accepted: 1 <= min_ngram <= max_ngram")
         if branches < 1:
@@ -66,6 +67,7 @@ class PromptLookupDrafter:
         self.schedule = DraftLength(num_draft, adaptive, maximum=max(max_draft, num_draft))
         self.index = NgramIndex(max_ngram, min_ngram)
         self.acceptance = AcceptanceByDepth()
+        self.costs = costs                 # fit: cut drafts to what the cost curve pays for (None: keep all)
         self._proposed_depth = 0
 
     def begin(self, prompt_ids: list[int]) -> None:
@@ -82,9 +84,11 @@ class PromptLookupDrafter:
         paths = [ctx[s:s + depth] for s in starts]
         draft = trie_draft([p for p in paths if p], max_nodes=state.max_nodes)
         depths = draft.depths()
-        self._proposed_depth = int(depths.max()) if draft.size else 0
-        by_depth = torch.tensor([0.0, *self.acceptance.estimates(self._proposed_depth)])
+        by_depth = torch.tensor([0.0, *self.acceptance.estimates(int(depths.max()) if draft.size else 0)])
         draft.confidence = by_depth[depths]                       # this request's acceptance at each depth
+        if self.costs is not None and draft.size:
+            draft = draft.select(worth_verifying(draft.confidence.tolist(), self.costs))
+        self._proposed_depth = int(draft.depths().max()) if draft.size else 0
         return draft
 
     def on_accept(self, result: VerifyResult) -> None:
@@ -113,5 +117,5 @@ def trie_draft(paths: list[list[int]], max_nodes: int) -> Draft:
 
 
 @register("pld", "prompt lookup: n-gram matches in prompt + output propose their continuation (no extra model)")
-def make_pld(target, **options) -> PromptLookupDrafter:
-    return PromptLookupDrafter(**options)
+def make_pld(target, fit: bool = False, **options) -> PromptLookupDrafter:
+    return PromptLookupDrafter(costs=fit_costs(target, fit), **options)

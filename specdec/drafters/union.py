@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from specdec.drafters.base import DecodeState, Proposer
-from specdec.drafters.cost import CostCurve, best_size, fit_costs
+from specdec.drafters.cost import CostCurve, fit_costs, worth_verifying
 from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
 
@@ -128,10 +128,7 @@ def fit_merged(merged: Draft, maps: list[list[int | None]], costs: CostCurve,
     """Keep the merged draft's most confident nodes, as many as maximise expected tokens per second under the
     target's cost curve (specdec/drafters/cost.py); children never outrank their parents, so the kept set is
     a tree. The members' maps follow the reindexing."""
-    conf = merged.confidence.tolist()
-    order = sorted(range(len(conf)), key=lambda i: (-conf[i], i))
-    n = best_size([conf[i] for i in order], costs, draft_seconds)
-    keep = sorted(order[:n])
+    keep = worth_verifying(merged.confidence.tolist(), costs, draft_seconds)
     new_index = {old: new for new, old in enumerate(keep)}
     return merged.select(keep), [[None if m is None else new_index.get(m) for m in mapping] for mapping in maps]
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specdec.config import SamplingParams
+from specdec.drafters.cost import CostCurve
 from specdec.drafters.pld import NgramIndex, PromptLookupDrafter, trie_draft
 from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
 from specdec.engine import SpeculativeDecoder
@@ -104,7 +105,11 @@ def test_a_request_drafts_as_it_would_on_a_fresh_drafter():
     assert (again.target_forwards, again.draft_tokens) == (fresh.target_forwards, fresh.draft_tokens)
 
 
-@pytest.mark.parametrize("options", [{}, {"min_ngram": 1, "branches": 3}, {"min_ngram": 1, "num_draft": 2, "adaptive": False}])
+STEEP = CostCurve((1, 2, 4, 8, 16), (1.0, 1.3, 1.9, 3.1, 5.5))   # a token more costs 30%: cuts drafts short
+
+
+@pytest.mark.parametrize("options", [{}, {"min_ngram": 1, "branches": 3}, {"min_ngram": 1, "num_draft": 2, "adaptive": False},
+                                     {"min_ngram": 1, "branches": 2, "costs": STEEP}])
 def test_greedy_equals_vanilla(options):
     target, _ = tiny_target(vocab=12, layers=2, hidden=32, scale=3.0, seed=11)
     vanilla = SpeculativeDecoder(target)
@@ -124,3 +129,23 @@ def test_sampling_keeps_the_target_distribution(sampling):
     prompt = [0, 3, 2, 0, 3, 2, 5, 0, 3]   # repeats, so lookup proposes trees of real continuations
     tv, bound = two_token_tv(target, prompt, sampling, lambda i: PromptLookupDrafter(min_ngram=1, branches=2), 2500)
     assert tv < bound, (tv, bound)
+
+
+def test_fit_cuts_drafts_to_what_the_cost_curve_pays_for():
+    """Under a steep curve, the prior (0.5 at every depth) pays for 3 tokens (2.5 / 1.9 beats 2.0 / 1.6 and
+    1.5 / 1.3); once this request's acceptance is 2/3, 1/3, 1/3 by depth, only the first (1.67 / 1.3)."""
+    from specdec.drafters.base import DecodeState
+    from specdec.types import VerifyResult
+    prompt = [1, 2, 3, 4, 9, 1, 2, 7, 8, 5, 1, 2]
+    state = DecodeState(prompt, SamplingParams(), torch.Generator(), max_depth=10, max_nodes=10)
+    fitted = PromptLookupDrafter(max_ngram=2, min_ngram=1, num_draft=3, adaptive=False, costs=STEEP)
+    fitted.begin(prompt)
+    assert fitted.propose(state).tokens.tolist() == [7, 8, 5]
+    fitted.on_accept(VerifyResult([7, 8], 1, [0], 8, False))
+    assert fitted.propose(state).tokens.tolist() == [7]
+    free = CostCurve((1, 2, 4, 8, 16), (1.0, 1.0, 1.0, 1.0, 1.0))
+    flat = PromptLookupDrafter(max_ngram=2, min_ngram=1, num_draft=3, adaptive=False, costs=free)
+    flat.begin(prompt)
+    flat.propose(state)
+    flat.on_accept(VerifyResult([7, 8], 1, [0], 8, False))
+    assert flat.propose(state).tokens.tolist() == [7, 8, 5]        # free tokens are always worth verifying
