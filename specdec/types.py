@@ -41,13 +41,13 @@ class Draft:
     confidence: Tensor | None = None    # [n - n_scratch] float32 or None
 
     @staticmethod
-    def chain(tokens: Tensor, draft_probs: Tensor | None = None) -> "Draft":
+    def chain(tokens: Tensor, draft_probs: Tensor | None = None) -> Draft:
         """A chain draft: tokens [k], draft_probs [k, vocab] or None."""
         k = tokens.shape[0]
         return Draft(tokens=tokens.long(), parents=torch.arange(-1, k - 1, dtype=torch.long),
                      draft_probs=draft_probs)
 
-    def cpu(self) -> "Draft":
+    def cpu(self) -> Draft:
         """The same draft with its tensors on the CPU."""
         probs = None if self.draft_probs is None else self.draft_probs.cpu()
         confidence = None if self.confidence is None else self.confidence.cpu()
@@ -68,7 +68,7 @@ class Draft:
         return Draft(tokens=self.tokens[:m], parents=self.parents[:m], draft_probs=self.draft_probs,
                      confidence=self.confidence)
 
-    def select(self, keep: list[int] | Tensor) -> "Draft":
+    def select(self, keep: list[int] | Tensor) -> Draft:
         """The draft of the nodes `keep` (ascending, closed under ancestors), reindexed; no scratch nodes."""
         keep = torch.as_tensor(keep, dtype=torch.long)
         if self.n_scratch or (keep.numel() and int(keep.max()) >= self.size):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from specdec.errors import ConfigError
 

@@ -33,11 +33,11 @@ class DecoderConfig:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @staticmethod
-    def from_dict(d: dict) -> "DecoderConfig":
+    def from_dict(d: dict) -> DecoderConfig:
         return DecoderConfig(**d)
 
     @staticmethod
-    def from_hf(cfg: Any) -> "DecoderConfig":
+    def from_hf(cfg: Any) -> DecoderConfig:
         """From a transformers PretrainedConfig (v4 or v5 field names)."""
         archs = list(getattr(cfg, "architectures", None) or [])
         model_type = getattr(cfg, "model_type", "")
