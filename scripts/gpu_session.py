@@ -13,7 +13,7 @@ deadline and writes its results as it ends:
 2. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
    time (evaluations left out), then as many steps as the stage's time allows (the cosine schedule is sized to
    that count, so the run is complete, not cut);
-3. bench on cuda: vanilla, pld, lookahead, the new drafters and transformers' generate, Spec-Bench questions,
+3. bench on cuda: vanilla, pld, lookahead, the new drafters, eagle+pld and transformers' generate, Spec-Bench questions,
    greedy. Its identical-to-vanilla column is the CUDA correctness check;
 4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
 
@@ -229,13 +229,15 @@ def device_name(target) -> str:
 
 
 def bench(args, drafters: dict, out: Path, stop: float) -> None:
-    methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v]
+    methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v] + ["eagle+pld"]   # union: shipped or new head
     cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.gguf, "--device", args.device,
            "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category",
            str(args.bench_per_category), "--max-new-tokens", str(args.bench_tokens), "--out", str(out / "bench"), "--quiet"]
     for k, v in drafters.items():
         if v:
             cmd += ["--method-option", f"{k}:drafter={v}"]
+    if drafters.get("eagle"):
+        cmd += ["--method-option", f"eagle+pld:eagle.drafter={drafters['eagle']}"]
     log(" ".join(cmd))
     subprocess.run(cmd, cwd=ROOT, timeout=max(30, stop - time.monotonic()), check=True)
 
