@@ -35,6 +35,15 @@ def test_plugin_drafter_by_import_path(model_dir, capsys):
     assert out["mean_accepted_length"] > 1.5
 
 
+def test_a_union_with_options_by_member(model_dir, capsys):
+    rc = main(["generate", "--model", model_dir, "--prompt", "hello hello hello world", "--max-new-tokens", "12",
+               "--method", "pld+vanilla", "-o", "pld.num_draft=3", "-o", "pld.min_ngram=1", "-o", "fit=false",
+               "--compare-vanilla", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["identical_to_vanilla"] is True and out["method"] == "pld+vanilla"
+    assert main(["methods"]) == 0 and "A+B" in capsys.readouterr().out
+
+
 def test_streaming_output_prints_text_and_stats(model_dir, capsys):
     rc = main(["generate", "--model", model_dir, "--prompt", "hello", "--max-new-tokens", "8", "--no-chat",
                "--temperature", "0.8", "--top-k", "20", "--seed", "3", "--compare-vanilla"])
@@ -55,6 +64,8 @@ def test_streaming_output_prints_text_and_stats(model_dir, capsys):
     (["--max-new-tokens", "100000"], "exceeds the context window"),
     (["--dtype", "float8"], "dtype='float8'"),
     (["--method", "pld", "-o", "max_ngram=0"], "max_ngram"),
+    (["--method", "pld+nope"], "method 'nope' is unknown"),
+    (["--method", "pld+lookahead", "-o", "num_draft=3"], "option 'num_draft' for union 'pld+lookahead' names no member"),
 ])
 def test_user_mistakes_are_one_clear_line(model_dir, capsys, args, needle):
     argv = ["generate", "--prompt", "hi", "--model", model_dir] + args
