@@ -7,7 +7,7 @@ import torch
 from specdec.drafters.distilled import DistilledRuntime, _DraftModel
 from specdec.drafters.draft_model import DraftModelDrafter
 from specdec.drafters.eagle import EagleDrafter
-from specdec.drafters.medusa import MedusaDrafter, tree_from_accuracies
+from specdec.drafters.medusa import MedusaDrafter, path_value, tree_from_accuracies
 from specdec.drafters.trained import place
 from specdec.heads.distilled import DistilledNet
 from specdec.heads.eagle import EagleNet
@@ -39,7 +39,8 @@ def medusa_drafter(target, seed: int = 0, heads: int = 3, nodes: int = 8, draft_
         for block in net.blocks:
             block[0].linear.weight.normal_(0, 0.3)
     acc = [[0.5 / (r + 1) / (k + 1) for r in range(4)] for k in range(heads)]
-    return MedusaDrafter(place(net, target), tree_from_accuracies(acc, nodes))
+    paths = tree_from_accuracies(acc, nodes)
+    return MedusaDrafter(place(net, target), paths, [path_value(acc, p) for p in paths])
 
 
 def distilled_drafter(target, seed: int = 0, layers: int = 1, draft_vocab: int | None = None, **options):

@@ -45,11 +45,13 @@ def tree_from_accuracies(accuracy: list[list[float]], nodes: int) -> list[tuple[
 class MedusaDrafter:
     hidden_layers: tuple[int, ...] = (-1,)
 
-    def __init__(self, net: MedusaNet, paths: list[tuple[int, ...]]):
+    def __init__(self, net: MedusaNet, paths: list[tuple[int, ...]], values: list[float] | None = None):
+        """values: each path's expected acceptance (path_value), handed on as the draft's confidence."""
         if not paths:
             raise ConfigError("medusa tree is empty; accepted: nodes >= 1")
         self.net = net.eval()
         self.paths = paths
+        self.values = None if values is None else torch.tensor(values[:len(paths)], dtype=torch.float32)
         index = {p: i for i, p in enumerate(paths)}
         self.parents = torch.tensor([index[p[:-1]] if len(p) > 1 else -1 for p in paths], dtype=torch.long)
         self.depth_of = torch.tensor([len(p) - 1 for p in paths])          # head index of each node
@@ -69,7 +71,7 @@ class MedusaDrafter:
         top = torch.topk(logits, self.max_rank, dim=-1).indices               # [heads, max rank]
         tokens = self.net.token_ids[top[self.depth_of, self.rank_of]].cpu()
         keep = (self.depth_of[:n] < state.max_depth).nonzero().flatten()      # prefix-closed: paths sorted
-        draft = Draft(tokens[:n], self.parents[:n])
+        draft = Draft(tokens[:n], self.parents[:n], confidence=None if self.values is None else self.values[:n])
         return draft if keep.numel() == n else draft.select(keep)
 
     def on_accept(self, result: VerifyResult) -> None:
@@ -96,7 +98,7 @@ def make_medusa(target, drafter: str | None = None, nodes: int | None = None, fi
     costs = fit_costs(target, fit)
     net = place(build_medusa(config, state), target)
     paths = tree_from_accuracies(config["accuracy"], nodes)
+    values = [path_value(config["accuracy"], p) for p in paths]
     if costs is not None:      # the tree is static: sized once; at least one node, or it would never draft
-        values = [path_value(config["accuracy"], p) for p in paths]
         paths = paths[:max(1, best_size(values, costs))]
-    return MedusaDrafter(net, paths)
+    return MedusaDrafter(net, paths, values)

@@ -15,7 +15,7 @@ from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
-from tests.trained_helpers import distilled_drafter, eagle_drafter
+from tests.trained_helpers import distilled_drafter, eagle_drafter, medusa_drafter
 
 
 def _draft(tokens, parents, probs=None, confidence=None):
@@ -150,7 +150,11 @@ BUILDERS = {
                                    ("pld", PromptLookupDrafter(min_ngram=1, branches=2))],
     "pld+distilled": lambda t, s: [("pld", PromptLookupDrafter(min_ngram=1)),
                                    ("distilled", distilled_drafter(t, s, num_draft=3))],
+    "medusa+pld+eagle (fit)": lambda t, s: [("medusa", medusa_drafter(t, s)),
+                                            ("pld", PromptLookupDrafter(min_ngram=1)),
+                                            ("eagle", eagle_drafter(t, s, depth=3, topk=2, nodes=6))],
 }
+FIT = CostCurve((1, 2, 4, 8, 16), (1.0, 1.1, 1.3, 1.7, 2.5))     # cuts some nodes, keeps others
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -161,7 +165,7 @@ def test_greedy_equals_vanilla(name):
     accepted = shared = 0
     for i in range(6):
         prompt = torch.randint(0, 12, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g).tolist() * 2
-        drafter = UnionDrafter(BUILDERS[name](target, i))
+        drafter = UnionDrafter(BUILDERS[name](target, i), FIT if "fit" in name else None)
         spec = SpeculativeDecoder(target, drafter).generate(prompt, 25)
         assert spec.token_ids == vanilla.generate(prompt, 25).token_ids, (name, prompt)
         accepted += spec.stats.emitted_tokens - spec.stats.target_forwards
@@ -174,7 +178,8 @@ def test_sampling_keeps_the_target_distribution(name):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     sampling = SamplingParams(temperature=0.9, top_p=0.95)
     prompt = [0, 3, 2, 0, 3, 2, 5, 0, 3]   # repeats, so lookup proposes beside the other member
-    tv, bound = two_token_tv(target, prompt, sampling, lambda i: UnionDrafter(BUILDERS[name](target, i % 3)), 2000)
+    tv, bound = two_token_tv(target, prompt, sampling,
+                             lambda i: UnionDrafter(BUILDERS[name](target, i % 3), FIT if "fit" in name else None), 2000)
     assert tv < bound, (tv, bound)
 
 
