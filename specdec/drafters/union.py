@@ -62,7 +62,7 @@ class UnionDrafter:
             if d.n_scratch:
                 raise ConfigError(f"drafter {name!r} proposes scratch nodes, which a union cannot merge; "
                                   f"accepted: drafters whose drafts are plain chains or trees")
-            drafts.append(d.cpu())
+            drafts.append(d)
         merged, maps = merge_drafts(drafts, state.max_nodes)
         if self.costs is not None and merged.confidence is not None and merged.draft_probs is None:
             merged, maps = fit_merged(merged, maps, self.costs, time.perf_counter() - started)
@@ -97,7 +97,8 @@ def merge_drafts(drafts: list[Draft], max_nodes: int) -> tuple[Draft, list[list[
     first = drafts[0]
     probs = None
     if first.draft_probs is not None:
-        probs = torch.nn.functional.one_hot(torch.tensor(tokens, dtype=torch.long),
+        dev = first.draft_probs.device                           # stays where the drafter made it (cuda)
+        probs = torch.nn.functional.one_hot(torch.tensor(tokens, dtype=torch.long, device=dev),
                                             first.draft_probs.shape[1]).to(first.draft_probs.dtype)
         rows = {m: i for i, m in reversed(list(enumerate(maps[0]))) if m is not None}   # merged -> first own row
         if rows:
