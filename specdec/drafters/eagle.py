@@ -126,7 +126,7 @@ class EagleDrafter:
 
 def _select(tokens: list[int], parents: list[int], scores: list[float], budget: int) -> Draft:
     """The `budget` best nodes (ancestor-closed: ties keep creation order, parents come first), reindexed; each
-node's confidence is its cumulative draft probability."""
+    node's confidence is its cumulative draft probability."""
     order = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:budget]
     keep = sorted(order)
     new_index = {old: new for new, old in enumerate(keep)}

@@ -7,10 +7,11 @@ ordered and each member's nodes stay in their own order. At most ``state.max_nod
 that does not fit is dropped with its descendants. Options are scoped by member: ``pld.num_draft=4``.
 
 Size (`fit`, the default): when every member scores its nodes (Draft.confidence: eagle its cumulative draft
-probability, pld this request's acceptance at each depth), a merged node's confidence is the highest any member
-gave it, and only the most confident nodes are verified, as many as maximise expected tokens per second under
-the target's measured cost curve (specdec/drafters/cost.py), the members' drafting time included. Two drafters
-each sized for itself would otherwise make a tree too large for a machine where verification is costly.
+probability, medusa its path's held-out accuracy, pld this request's acceptance at each depth; an empty draft
+needs none), a merged node's confidence is the highest any member gave it, and only the most confident nodes
+are verified, as many as maximise expected tokens per second under the target's measured cost curve
+(specdec/drafters/cost.py), the members' drafting time included. Two drafters each sized for itself would
+otherwise make a tree too large for a machine where verification is costly.
 Drafts with draft_probs are not cut this way: keeping a sibling after dropping an earlier one would misstate
 the distribution it was drawn from.
 
