@@ -123,6 +123,40 @@ def test_eagle_loss_weights_shape_the_loss(target_and_records, tmp_path):
     assert losses[(0.0, 1.0)] > 0 and losses[(1.0, 0.0)] > 0
 
 
+def test_eagle_loss_equals_its_formula_step_by_step(target_and_records, tmp_path):
+    """The teacher distribution is computed once per batch and subset per unroll step; the loss must equal the
+    formula written out per step: w_cls * -sum(softmax(target rows . f_next) * log_softmax(head(g_s))) averaged
+    over step s's entries, plus w_reg * smooth-L1(g_s, f_next)."""
+    import torch.nn.functional as F
+
+    from specdec.heads.eagle import EagleNet
+    from specdec.heads.layer import LayerShape
+    from specdec.heads.target import embedding, lm_head_rows
+    from specdec.train.batches import SequenceStore
+    from specdec.train.eagle import EagleObjective
+    from specdec.train.features import extract_features
+    target, records = target_and_records
+    seqs = extract_features(target, records[:4], tmp_path / "features")
+    ids = torch.arange(12)
+    torch.manual_seed(0)
+    net = EagleNet(LayerShape.of_target(target.runtime.config), 12).to(target.runtime.device)
+    embed, rows = embedding(target).float(), lm_head_rows(target, ids).float()
+    batch = SequenceStore(seqs, None, target.runtime.device).batch(list(range(len(seqs))))
+    batch.prompt_lens.zero_()                 # every entry trained, so later steps really drop the first ones
+    obj = EagleObjective(net, embed, rows, unroll=3, noise=0.0, w_reg=0.7, w_cls=0.3)
+    loss, metrics = obj.loss(batch)
+    nxt, mask, expected = batch.features[:, 1:], obj._mask(batch), 0.0
+    for s, g in enumerate(obj._steps(batch, 3, 0.0), start=1):
+        m = mask.clone()
+        m[:, :s - 1] = False
+        teacher = torch.softmax(nxt[m] @ rows.t(), -1)
+        logp = torch.log_softmax(net.logits(g[m]), -1)
+        expected = expected + 0.3 * -(teacher * logp).sum(-1).mean() + 0.7 * F.smooth_l1_loss(g[m], nxt[m])
+        assert metrics[f"acc{s}"] == pytest.approx(float((logp.argmax(-1) == teacher.argmax(-1)).float().mean()))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert {"acc1", "acc2", "acc3"} <= set(metrics)
+
+
 @pytest.mark.parametrize("kind, extra", [("eagle", {"fuse_layers": (0,)}), ("medusa", {}), ("distilled", {})])
 def test_a_run_can_start_from_a_trained_drafter(kind, extra, target_and_records, tmp_path):
     """--init: the new run starts where the initial drafter ended (its first loss is that drafter's, far below a
