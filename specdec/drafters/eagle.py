@@ -127,14 +127,9 @@ class EagleDrafter:
 def _select(tokens: list[int], parents: list[int], scores: list[float], budget: int) -> Draft:
     """The `budget` best nodes (ancestor-closed: ties keep creation order, parents come first), reindexed; each
     node's confidence is its cumulative draft probability."""
-    order = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:budget]
-    keep = sorted(order)
-    new_index = {old: new for new, old in enumerate(keep)}
-    new_parents = [new_index.get(parents[i], -1) if parents[i] >= 0 else -1 for i in keep]
-    assert all(parents[i] < 0 or parents[i] in new_index for i in keep)
-    return Draft(torch.tensor([tokens[i] for i in keep], dtype=torch.long),
-                 torch.tensor(new_parents, dtype=torch.long),
-                 confidence=torch.tensor([math.exp(scores[i]) for i in keep], dtype=torch.float32))
+    grown = Draft(torch.tensor(tokens, dtype=torch.long), torch.tensor(parents, dtype=torch.long),
+                  confidence=torch.tensor([math.exp(v) for v in scores], dtype=torch.float32))
+    return grown.select(sorted(sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:budget]))
 
 
 def build_eagle(config: dict, state: dict) -> EagleNet:

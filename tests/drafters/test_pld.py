@@ -123,11 +123,15 @@ def test_greedy_equals_vanilla(options):
     assert accepted > 0                   # the drafts were really used, not all rejected
 
 
-@pytest.mark.parametrize("sampling", [SamplingParams(temperature=1.0), SamplingParams(temperature=0.8, top_p=0.9)])
-def test_sampling_keeps_the_target_distribution(sampling):
+@pytest.mark.parametrize("sampling,options", [(SamplingParams(temperature=1.0), {}),
+                                              (SamplingParams(temperature=0.8, top_p=0.9), {}),
+                                              (SamplingParams(temperature=0.8, top_p=0.9), {"costs": STEEP})],
+                         ids=["t1", "t0.8-p0.9", "fit"])
+def test_sampling_keeps_the_target_distribution(sampling, options):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
     prompt = [0, 3, 2, 0, 3, 2, 5, 0, 3]   # repeats, so lookup proposes trees of real continuations
-    tv, bound = two_token_tv(target, prompt, sampling, lambda i: PromptLookupDrafter(min_ngram=1, branches=2), 2500)
+    drafter = lambda i: PromptLookupDrafter(min_ngram=1, branches=2, **options)  # noqa: E731
+    tv, bound = two_token_tv(target, prompt, sampling, drafter, 2500)
     assert tv < bound, (tv, bound)
 
 
