@@ -8,28 +8,17 @@ next to the weights at these context lengths), so the bound is slightly optimist
 
 from __future__ import annotations
 
-import time
-
 import torch
+
+from specdec import timing
 
 
 def measure_bandwidth(nbytes: int = 256 << 20, repeats: int = 5, device: str | torch.device = "cpu") -> float:
-    """Read bandwidth in bytes/s: best of `repeats` timed sums over a float32 tensor of `nbytes` bytes."""
+    """Read bandwidth in bytes/s: best of `repeats` timed sums over a float32 tensor of `nbytes` bytes, after one
+    that touches the pages and warms the kernel (the one timer, specdec/timing.py)."""
     x = torch.ones(max(1, nbytes // 4), dtype=torch.float32, device=device)   # [n]
-    x.sum()                                                                   # touch pages, warm the kernel
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(x.device)
-        t0 = time.perf_counter()
-        x.sum()
-        _sync(x.device)
-        best = min(best, time.perf_counter() - t0)
+    best = timing.time_calls({"sum": x.sum}, x.device, repeats=repeats)["sum"].min
     return x.numel() * 4 / best
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def weight_bytes_per_token(runtime) -> int:

@@ -10,18 +10,18 @@ acceptance per node) size each draft to maximise expected tokens per second inst
 where g_i is the i-th best candidate's estimated probability of being accepted (candidates in an order where
 every node comes after its parent, so any prefix is a valid tree), 1 counts the token the target adds itself,
 and verify_seconds(n + 1) scores the n drafted tokens plus the root. The curve is timed once per runtime
-(memoised) after a short context, `logits="all"` as verification runs, minimum over a few interleaved rounds,
-made monotone in k.
+(memoised) after a short context, `logits="all"` as verification runs, by the one timer (specdec/timing.py):
+minimum over a few interleaved rounds after a warm-up, made monotone in k.
 """
 
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass
 
 import torch
 
+from specdec import timing
 from specdec.errors import ConfigError
 
 SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -79,21 +79,10 @@ def cost_curve(rt, *, context: int = 128, repeats: int = 3) -> CostCurve:
     return curve
 
 
-@torch.inference_mode()
 def _measure(rt, context: int, repeats: int) -> CostCurve:
     context = max(1, min(context, rt.max_context - SIZES[-1] - 1))
-    cache = rt.new_cache(context + SIZES[-1])
-    rt.forward(torch.zeros(1, context, dtype=torch.long, device=rt.device), cache, logits="none")
-    sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
-    best = [float("inf")] * len(SIZES)
-    for _ in range(repeats + 1):                      # one extra round: warm-up
-        for i, k in enumerate(SIZES):
-            ids = torch.zeros(1, k, dtype=torch.long, device=rt.device)
-            sync()
-            t0 = time.perf_counter()
-            rt.forward(ids, cache)
-            sync()
-            best[i] = min(best[i], time.perf_counter() - t0)
-            cache.rollback(k)
+    step = timing.ForwardStep(rt, torch.zeros(1, context, dtype=torch.long), SIZES[-1])
+    times = timing.time_forwards({"verify": step}, list(SIZES), repeats=repeats)
+    best = [times["verify", k].min for k in SIZES]
     monotone = [max(best[:i + 1]) for i in range(len(best))]      # more tokens never cost less
     return CostCurve(SIZES, tuple(monotone))

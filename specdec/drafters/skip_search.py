@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from specdec import timing
 from specdec.drafters.cost import CostCurve, cost_curve
 from specdec.drafters.schedule import DraftLength
 from specdec.models.cache_dir import cache_root
@@ -133,17 +134,11 @@ def _next_token(rt, ids: list[int], cache) -> int:
 
 def measure_costs(rt, context: list[int], repeats: int = 3) -> CostModel:
     """The runtime's verification curve (memoised) and one token through no layer after `context` (minimum of
-    a few runs after a warm-up)."""
+    a few runs after a warm-up, by the one timer of specdec/timing.py)."""
     verify = cost_curve(rt)
-    cache = rt.new_cache(len(context) + 1)
-    rt.forward(torch.tensor([context], device=rt.device), cache, logits="none")
-    head = float("inf")
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        rt.forward(torch.zeros(1, 1, dtype=torch.long, device=rt.device), cache, layers=(), logits="last")
-        head = min(head, time.perf_counter() - t0)
-        cache.rollback(1)
-    return CostModel(verify, min(head, verify(1)), rt.num_layers)
+    head = timing.ForwardStep(rt, torch.tensor([context]), 1, logits="last", layers=())
+    seconds = timing.time_forwards({"head": head}, [1], repeats=repeats)["head", 1].min
+    return CostModel(verify, min(seconds, verify(1)), rt.num_layers)
 
 
 def screen_agreement(rt, calib: Calibration, kept: tuple[int, ...]) -> float:
