@@ -1,6 +1,6 @@
 """Data passed between drafters, verifiers and the engine.
 
-Vocabulary (see docs/DESIGN.md): *accepted* tokens are draft tokens the verifier kept; the *recovered* token
+Vocabulary (see docs/design.md): *accepted* tokens are draft tokens the verifier kept; the *recovered* token
 is sampled from the residual distribution at the first rejection; the *bonus* token is the extra target token
 after a fully accepted draft. Every verification step emits ``n_accepted + 1`` tokens.
 """

@@ -3,7 +3,7 @@
 The sequences live in a `SequenceStore`: flat tensors on the training device, from which a batch is gathered
 with a few tensor operations. Collating on the host (one copy per sequence, then a pageable host-to-device copy of
 ~60 MB of float32 features per 8,192-token batch) took most of a 62-110 ms training step on an H200 whose own
-work was about 10 ms (profile in docs/bench-h200-2026-11-27).
+work was about 10 ms (profile in docs/results/2026-11-27-h200).
 """
 
 from __future__ import annotations
