@@ -1,5 +1,5 @@
-"""`specdec generate | models | methods | bench | cost-curve | datastore | train`: argument parsing and printing
-only; the work happens in the library."""
+"""`specdec generate | models | methods | bench | bench analyze | cost-curve | datastore | train`: argument
+parsing and printing only; the work happens in the library."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="also write the result as JSON to this file")
 
     from specdec.commands.bench import add_bench_arguments
-    b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side")
+    b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side",
+                       epilog="specdec bench analyze {lookup-bound,near-ties,q4-fidelity} --run DIR: analyses of a "
+                              "finished run (see specdec bench analyze --help)")
     _add_model_args(b)
     _add_sampling_args(b)
     add_bench_arguments(b)
@@ -86,8 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """`specdec bench analyze NAME ...` has its own parser (so `specdec bench --out ...` keeps its flags)."""
+    if argv[:2] == ["bench", "analyze"]:
+        from specdec.commands.bench_analyze import build_analyze_parser
+        return build_analyze_parser().parse_args(argv[2:])
+    return build_parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     try:
         if args.command == "generate":
             from specdec.commands.generate import run_generate
@@ -103,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_cost_curve(args)
         if args.command == "bench":
             from specdec.commands.bench import run_bench_command
-            return run_bench_command(args, sys.argv[1:] if argv is None else list(argv))
+            return run_bench_command(args, argv)
+        if args.command == "bench analyze":
+            from specdec.commands.bench_analyze import run_analyze
+            return run_analyze(args)
         if args.command == "train":
             from specdec.commands.train import run_train
             return run_train(args)
