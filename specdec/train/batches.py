@@ -75,7 +75,7 @@ class SequenceStore:
 
 def reference_batch(seqs: list[Sequence], keep_prompt: int | None) -> Batch:
     """The same batch built one sequence at a time on the host (zeroed float32 tensors, one copy per sequence): the
-    reference SequenceStore.batch is tested against, and the baseline scripts/train_data_speed.py times."""
+    reference SequenceStore.batch is tested against."""
     seqs = [crop(s, keep_prompt) for s in seqs]
     t, b, h = max(len(s.tokens) for s in seqs), len(seqs), seqs[0].features.shape[1]
     tokens, feats = torch.zeros(b, t, dtype=torch.long), torch.zeros(b, t, h)

@@ -11,7 +11,7 @@ pass: attention is causal, so a sequence's positions never see the padding after
 of a pass of its own up to the rounding of a larger matrix product. That is for GPUs, where one sequence per
 pass leaves the device idle between kernel launches (5,614 sequences took 100-110 s on an H200). A CPU is busy
 with one sequence already, and padding only adds work: 64 sequences of the default target took 8.9 s one per
-pass and 9.2 s in passes of 4,096 tokens (2 cores, scripts/train_data_speed.py), so on a CPU the default stays
+pass and 9.2 s in passes of 4,096 tokens (2 cores), so on a CPU the default stays
 one per pass.
 """
 
