@@ -20,6 +20,20 @@ class KVCache:
         self.capacity = capacity
         self.length = 0
 
+    def slot(self, index: int) -> KVCache:
+        """A cache of one sequence, stored in row `index` of this cache's buffers (no copy), with its own length.
+
+        A batch of requests shares one preallocated buffer of `batch` slots; each request decodes against its
+        slot as if it were a cache of its own (`forward`, rollback, keep), and a batched pass writes every
+        request's rows into its own slot.
+        """
+        if not 0 <= index < self.k.shape[1]:
+            raise IndexError(f"slot {index} is out of range; accepted: 0 to {self.k.shape[1] - 1}")
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = self.k[:, index:index + 1], self.v[:, index:index + 1]   # [layers, 1, kv_heads, cap, d]
+        view.capacity, view.length = self.capacity, 0
+        return view
+
     def write(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v [batch, kv_heads, t, head_dim] at positions length..length+t; return all keys/values so far.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from specdec.models.runtime import ForwardOutput
+from specdec.models.runtime import ForwardOutput, Segment
 
 
 class HFCache:
@@ -38,6 +38,7 @@ class HFCache:
 
 class HFRuntime:
     supports_tree = False
+    supports_batch = False      # forward_batch scores its segments one after another
 
     def __init__(self, model, *, max_context: int):
         self.model = model.eval()
@@ -77,3 +78,10 @@ class HFRuntime:
             # transformers: hidden_states[0] = embeddings, [i + 1] = after layer i, [-1] = final normed
             result.hidden[i] = out.hidden_states[-1 if i == -1 else i + 1]
         return result
+
+    def forward_batch(self, segments: list[Segment], *, hidden_layers: tuple[int, ...] = (),
+                      layers: tuple[int, ...] | None = None) -> list[ForwardOutput]:
+        """Each segment in its own pass (transformers' caches are one per sequence here): the same results as a
+        batched pass, without its speed."""
+        return [self.forward(s.input_ids, s.cache, positions=s.positions, tree_mask=s.tree_mask, logits=s.logits,
+                             hidden_layers=hidden_layers, layers=layers) for s in segments]

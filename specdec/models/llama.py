@@ -8,6 +8,8 @@ position ids and a mask among themselves, so a whole token tree is scored in one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,7 +20,46 @@ from specdec.models.config import DecoderConfig
 from specdec.models.linear import Linear
 from specdec.models.quant import DENSE_ROWS, PackedLinear, Q4Linear
 from specdec.models.rope import apply_rope, rope_tables
-from specdec.models.runtime import ForwardOutput
+from specdec.models.runtime import ForwardOutput, Segment
+
+
+@dataclass
+class _Plan:
+    """A segment's place in a batched pass: rows lo..hi of the pass, rotary tables, attention mask."""
+    lo: int
+    hi: int
+    cos: Tensor                    # [t, head_dim]
+    sin: Tensor                    # [t, head_dim]
+    mask: Tensor | list | None     # _attention_mask's bool [t, start + t], or _row_keys' list (exact rows)
+    exact: bool                    # q4: rows computed by the row-exact kernels
+
+
+def _place(plans: list[_Plan]) -> list[_Plan]:
+    at = 0
+    for p in plans:
+        p.lo, p.hi = at, at + p.hi
+        at = p.hi
+    return plans
+
+
+def _exact_runs(plans: list[_Plan]) -> list[tuple[int, int, bool]]:
+    """Consecutive row ranges of the pass that share exactness (q4: one kernel call per range)."""
+    runs: list[tuple[int, int, bool]] = []
+    for p in plans:
+        if runs and runs[-1][2] == p.exact:
+            runs[-1] = (runs[-1][0], p.hi, p.exact)
+        else:
+            runs.append((p.lo, p.hi, p.exact))
+    return runs
+
+
+def _project(linear, x: Tensor, runs: list[tuple[int, int, bool]] | None) -> Tensor:
+    """linear(x) for x [batch, N, in]; with q4 runs, each run through the kernels its exactness asks for."""
+    if runs is None:
+        return linear(x)
+    if len(runs) == 1:
+        return linear(x, exact=runs[0][2])
+    return torch.cat([linear(x[:, lo:hi], exact=exact) for lo, hi, exact in runs], dim=1)
 
 
 def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -30,6 +71,7 @@ def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
 
 class LlamaRuntime:
     supports_tree = True
+    supports_batch = True
 
     def __init__(self, config: DecoderConfig, state: dict[str, Tensor], *, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", quant: str | None = None):
@@ -87,7 +129,6 @@ class LlamaRuntime:
         return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, capacity, batch=batch, dtype=self.dtype,
                        device=self.device)
 
-    @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
                 hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput:
@@ -99,39 +140,68 @@ class LlamaRuntime:
         layers: run only these layers (ascending; self-speculation); the others neither run nor write the cache,
         so their cache slots for these positions are stale until a full pass overwrites them.
         """
+        segment = Segment(input_ids, cache, positions, tree_mask, logits)
+        return self.forward_batch([segment], hidden_layers=hidden_layers, layers=layers)[0]
+
+    @torch.inference_mode()
+    def forward_batch(self, segments: list[Segment], *, hidden_layers: tuple[int, ...] = (),
+                      layers: tuple[int, ...] | None = None) -> list[ForwardOutput]:
+        """Score several sequences' new tokens in one pass, each after its own cache (see `forward` for the
+        arguments of a segment). Projections and the MLP run once over the rows of every segment; attention runs
+        per segment against its own cache. In q4, a segment of fewer than DENSE_ROWS rows stays on the row-exact
+        kernels however many rows the pass has, so a request's logits do not depend on the rest of the batch."""
         c = self.config
-        input_ids = input_ids.to(self.device)                       # callers may hand over CPU tensors
-        positions = None if positions is None else positions.to(self.device)
-        tree_mask = None if tree_mask is None else tree_mask.to(self.device)
-        bsz, t = input_ids.shape
-        start = cache.length
-        if positions is None:
-            positions = torch.arange(start, start + t, device=self.device)
-        if start + t > min(self.max_context, cache.capacity) or int(positions.max()) >= self.max_context:
-            raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}, "
-                               f"cache capacity {cache.capacity}")
-        cos, sin = self.cos[positions], self.sin[positions]
-        exact = self.exact_rows and 1 < t < DENSE_ROWS
-        mask = self._row_keys(start, t, tree_mask) if exact else self._attention_mask(start, t, tree_mask)
-        x = F.embedding(input_ids, self.embed)                       # [batch, t, hidden]
-        out = ForwardOutput(logits=None)
+        if len(segments) > 1 and any(s.input_ids.shape[0] != 1 for s in segments):
+            raise ValueError("a pass of several segments takes one sequence per segment (input_ids [1, t])")
+        plans = _place([self._plan(s) for s in segments])
+        x = F.embedding(torch.cat([s.input_ids.to(self.device) for s in segments], dim=1), self.embed)  # [b, N, hidden]
+        runs = _exact_runs(plans) if self.quant else None
+        hidden: dict[int, Tensor] = {}
         for i in range(len(self.layers)) if layers is None else layers:
             layer = self.layers[i]
-            x = x + self._attention(layer, _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), cache, i, cos, sin, mask)
-            h = layer["gate_up"](_rms_norm(x, layer["mlp_norm"], c.rms_norm_eps))
+            qkv = _project(layer["qkv"], _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), runs)
+            o = torch.cat([self._attention(qkv[:, p.lo:p.hi], s.cache, i, p) for s, p in zip(segments, plans)], 1)
+            x = x + _project(layer["o"], o, runs)
+            h = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), runs)
             gate, up = h.chunk(2, dim=-1)
-            x = x + layer["down"](F.silu(gate) * up)
+            x = x + _project(layer["down"], F.silu(gate) * up, runs)
             if i in hidden_layers:
-                out.hidden[i] = x
-        cache.advance(t)
+                hidden[i] = x
+        for s, p in zip(segments, plans):
+            s.cache.advance(p.hi - p.lo)
         x = _rms_norm(x, self.final_norm, c.rms_norm_eps)
         if -1 in hidden_layers:
-            out.hidden[-1] = x
-        if logits == "last":
-            out.logits = self.lm_head(x[:, -1:])
-        elif logits == "all":
-            out.logits = self.lm_head(x)                             # [batch, t, vocab]
-        return out
+            hidden[-1] = x
+        return self._outputs(segments, plans, x, hidden)
+
+    def _plan(self, s: Segment) -> _Plan:
+        """Where a segment's rows are, their rotary tables and attention mask; checks the context."""
+        t, start = s.rows, s.cache.length
+        positions = torch.arange(start, start + t, device=self.device) if s.positions is None \
+            else s.positions.to(self.device)
+        tree_mask = None if s.tree_mask is None else s.tree_mask.to(self.device)
+        if start + t > min(self.max_context, s.cache.capacity) or int(positions.max()) >= self.max_context:
+            raise RuntimeError(f"context overflow: {start + t} positions, window {self.max_context}, "
+                               f"cache capacity {s.cache.capacity}")
+        exact = self.exact_rows and t < DENSE_ROWS
+        mask = self._row_keys(start, t, tree_mask) if exact and t > 1 else self._attention_mask(start, t, tree_mask)
+        return _Plan(0, t, self.cos[positions], self.sin[positions], mask, exact)
+
+    def _outputs(self, segments: list[Segment], plans: list[_Plan], x: Tensor,
+                 hidden: dict[int, Tensor]) -> list[ForwardOutput]:
+        """Each segment's hidden rows and logits; the LM head runs once over the rows that need logits."""
+        wanted = {"all": lambda p: range(p.lo, p.hi), "last": lambda p: range(p.hi - 1, p.hi),
+                  "none": lambda p: range(0)}
+        rows = [list(wanted[s.logits](p)) for s, p in zip(segments, plans)]
+        flat = [r for seg in rows for r in seg]
+        logits = self.lm_head(x[:, flat]) if flat else None             # [b, rows wanted, vocab]
+        outs, at = [], 0
+        for seg_rows, p in zip(rows, plans):
+            out = ForwardOutput(logits=None if not seg_rows else logits[:, at:at + len(seg_rows)])
+            out.hidden = {k: v[:, p.lo:p.hi] for k, v in hidden.items()}
+            at += len(seg_rows)
+            outs.append(out)
+        return outs
 
     def _attention_mask(self, start: int, t: int, tree_mask: Tensor | None) -> Tensor | None:
         """Bool [t, start + t] (True = may attend), or None when every new token sees everything (t == 1)."""
@@ -141,14 +211,14 @@ class LlamaRuntime:
         past = torch.ones(t, start, dtype=torch.bool, device=self.device)
         return torch.cat([past, new.to(self.device)], dim=1)
 
-    def _attention(self, layer, x: Tensor, cache: KVCache, i: int, cos: Tensor, sin: Tensor,
-                   mask: Tensor | list | None) -> Tensor:
-        """mask: the bool mask of _attention_mask, or (exact rows) the list of _row_keys."""
+    def _attention(self, qkv: Tensor, cache: KVCache, i: int, plan: _Plan) -> Tensor:
+        """One segment's attention in layer i: qkv [batch, t, (heads + 2 kv_heads) * head_dim] -> [batch, t,
+        heads * head_dim]. plan.mask: the bool mask of _attention_mask, or (exact rows) the list of _row_keys."""
         c = self.config
-        bsz, t, _ = x.shape
-        h, kvh = c.num_heads, c.num_kv_heads
-        qkv = layer["qkv"](x).view(bsz, t, h + 2 * kvh, c.head_dim).transpose(1, 2)
-        qk = apply_rope(qkv[:, :h + kvh], cos, sin)                  # q and k heads rotated together
+        bsz, t, _ = qkv.shape
+        h, kvh, mask = c.num_heads, c.num_kv_heads, plan.mask
+        qkv = qkv.view(bsz, t, h + 2 * kvh, c.head_dim).transpose(1, 2)
+        qk = apply_rope(qkv[:, :h + kvh], plan.cos, plan.sin)        # q and k heads rotated together
         q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + kvh:]              # [batch, heads, t, head_dim]
         keys, values = cache.write(i, k, v)                          # [batch, kv_heads, start + t, head_dim]
         group = c.num_heads // c.num_kv_heads
@@ -159,8 +229,7 @@ class LlamaRuntime:
             q = q.reshape(bsz, c.num_kv_heads, group * t, c.head_dim)
             m = None if mask is None else mask.repeat(group, 1)       # [group * t, start + t]
             o = F.scaled_dot_product_attention(q, keys, values, attn_mask=m)
-        o = o.reshape(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
-        return layer["o"](o)
+        return o.reshape(bsz, c.num_heads, t, c.head_dim).transpose(1, 2).reshape(bsz, t, c.num_heads * c.head_dim)
 
     def _row_keys(self, start: int, t: int, tree_mask: Tensor | None) -> list[int | Tensor]:
         """For each new token, the keys it may see: an int n (the first n, a chain) or an index tensor (past +

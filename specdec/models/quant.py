@@ -94,10 +94,12 @@ class Q4Linear:
         """The tensors a one-token step reads (for the bandwidth roofline): codes, scales, bias."""
         return [self.packed, self.scales_zeros] + ([] if self.bias is None else [self.bias])
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, exact: bool = False) -> Tensor:
+        """exact=True: the row-exact int4 kernel whatever the number of rows (a batch of decode rows); otherwise
+        DENSE_ROWS rows or more (a prefill) take the dense bfloat16 copy."""
         shape = x.shape
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)                       # [rows, in]
-        if rows.shape[0] >= DENSE_ROWS:
+        if rows.shape[0] >= DENSE_ROWS and not exact:
             y = self.dense(rows)
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_zeros).float()
