@@ -1,30 +1,28 @@
-"""One time-boxed GPU session: train drafters for the default target on the GPU, then check CUDA correctness
-and time every method with `specdec bench --device cuda`.
+"""Train drafters for a target on a GPU, then check CUDA correctness and time every method with `specdec bench`.
 
-    python scripts/gpu_session.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --prompts prompts.jsonl \
-        [--responses responses.jsonl] --out DIR --plan responses=80,eagle=300,medusa=30,distilled=50,bench=0
+    python scripts/gpu_session.py --model SmolLM2-135M-Instruct.Q4_1.gguf --prompts prompts.jsonl \
+        [--responses responses.jsonl] --out DIR --plan responses=80,eagle=300,medusa=30,distilled=50,bench=120
 
-prompts.jsonl holds {"group", "source", "text"} lines (made from the training data by `load_prompts`, in
-round-robin group order so that a run cut by its deadline stays balanced); --responses seeds the cache with
-answers generated earlier. --plan gives each stage its seconds (0 or absent: skipped); each stage ends by its
-deadline and writes its results as it ends:
+--model is anything `specdec` loads (a .gguf file, a Hugging Face directory, a registry name). prompts.jsonl holds
+{"group", "source", "text"} lines (`specdec.train.prompts.load_prompts` makes them from training data, in
+round-robin group order, so that generation stopped by its time limit stays balanced across groups); --responses
+seeds the response cache with answers generated earlier. The stages run in order, each within its time limit
+in seconds from --plan (0 or absent: skipped), and each writes its results under --out as it ends, with a
+summary of all stages in report.json:
 
-1. responses: the target answers prompts greedily (transformers, batched on the GPU) until its deadline;
+1. responses: the target answers prompts greedily (transformers, batched on the GPU) until its time limit;
 2. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
    time (evaluations left out), then as many steps as the stage's time allows (the cosine schedule is sized to
-   that count, so the run is complete, not cut);
-3. bench on cuda: vanilla, pld, lookahead, the new drafters, eagle+pld and transformers' generate, Spec-Bench questions,
-   greedy. Its identical-to-vanilla column is the CUDA correctness check;
-4. sampling: a short sampled generation per method checks the sampling path runs on the GPU.
+   that count, so the run is complete, not cut); --steps KIND=N fixes the count instead and runs no probe (the
+   probe's estimate can be 2-4x too high: its 30 steps include warm-up that a long run amortises);
+3. bench: vanilla, pld, lookahead, the new drafters, eagle+pld and transformers' generate on Spec-Bench
+   questions, greedy. Its identical-to-vanilla column is the CUDA correctness check;
+4. sampling: a short sampled generation per method checks that the sampling path runs on the device.
 
-With --steps KIND=N the stage runs no probe. --init eagle=shipped starts the eagle run from the shipped head (with --lr eagle=5e-4, say, and the shipped head's
---fuse-layers); make its prompts file with scripts/session_prompts.py so the records it was trained on keep their
-held-out split. --steps eagle=2000 fixes a stage's step count instead (the probe's estimate has been 2-4x too high on an H200:
-its 30 steps include warm-up that a long run amortises). Files over 15 MiB under --out are split into
-NAME.part00, NAME.part01, ... at the end (the device returns files of at most 16 MiB); join them with
-`cat NAME.part* > NAME`.
-
-Made for a machine without network access: the GGUF is given as a file and nothing is downloaded.
+--init eagle=shipped starts the eagle run from the head in the package (with --lr eagle=5e-4, say, and that
+head's --fuse-layers). Records are the answered prompts in file order and every 20th is held out, so the prompts
+file of a run started from a drafter must begin with the prompts that drafter was trained on, in their order.
+Nothing is downloaded: the model and the prompts are files.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("responses", "eagle", "medusa", "distilled", "bench", "sampling")
 sys.path.insert(0, str(ROOT))
 
 
@@ -48,16 +47,17 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf", required=True)
-    ap.add_argument("--prompts", required=True)
-    ap.add_argument("--responses", default=None)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--work", default="/tmp/specdec-gpu")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="Stages and their output are described in the file's docstring.")
+    ap.add_argument("--model", required=True, help="target: a .gguf file, Hugging Face directory or registry name")
+    ap.add_argument("--prompts", required=True, help="JSONL of {group, source, text} prompts to answer and train on")
+    ap.add_argument("--responses", default=None, help="JSONL of earlier answers to seed the response cache with")
+    ap.add_argument("--out", required=True, help="results directory: drafters, bench run, report.json")
+    ap.add_argument("--work", default="/tmp/specdec-gpu", help="scratch directory: responses, features, probes")
     ap.add_argument("--plan", default="responses=80,eagle=300,medusa=30,distilled=50,bench=120",
-                    help="seconds per stage, in order: responses, eagle, medusa, distilled, bench, sampling "
-                         "(0: skip; sampling defaults to 15)")
+                    help="time limit in seconds per stage, in order: responses, eagle, medusa, distilled, bench, "
+                         "sampling (0: skip; sampling defaults to 15)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--fuse-layers", default="", help="eagle: target layers fused with the final feature, e.g. 2,15")
     ap.add_argument("--feature-weight", type=float, default=1.0, help="eagle: feature regression weight")
@@ -68,24 +68,37 @@ def main() -> int:
     ap.add_argument("--lr", default="", help="learning rate per stage, e.g. eagle=5e-4 (default 1e-3)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="after each probe, profile this many steps and write profile-KIND.txt (0: no profile)")
-    ap.add_argument("--gen-batch", type=int, default=256,
-                    help="responses: prompts per generate() batch (the earlier sessions used 128: ~12-17 s per 512)")
+    ap.add_argument("--gen-batch", type=int, default=256, help="responses: prompts per generate() batch")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep each training run's checkpoint.pt (optimiser state, needed only to resume)")
     ap.add_argument("--bench-per-category", type=int, default=2)
     ap.add_argument("--bench-tokens", type=int, default=128)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    try:
+        args.plan = {k: float(v) for k, v in (item.split("=") for item in args.plan.split(",") if item.strip())}
+    except ValueError:
+        ap.error(f"--plan {args.plan!r} is malformed; accepted: STAGE=SECONDS,... e.g. responses=80,eagle=300")
+    unknown = set(args.plan) - set(STAGES)
+    if unknown:
+        ap.error(f"--plan names stage {sorted(unknown)[0]!r}; accepted: {', '.join(STAGES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     start = time.monotonic()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    plan = {k: float(v) for k, v in (item.split("=") for item in args.plan.split(","))}
+    plan = args.plan
     report: dict = {"plan_s": plan, "stages": {}}
 
     def save_report():
-        (out / "session.json").write_text(json.dumps(report, indent=1))
+        (out / "report.json").write_text(json.dumps(report, indent=1))
 
     from specdec.models.load import load_model
     t = time.monotonic()
-    target = load_model(args.gguf, device=args.device)
+    target = load_model(args.model, device=args.device)
     report["env"] = {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                      "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                      "load_s": round(time.monotonic() - t, 1)}
@@ -108,20 +121,10 @@ def main() -> int:
         stage(report, "bench", bench, args, drafters, out, deadline)
     if plan.get("sampling", 15) > 0:
         stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + plan.get("sampling", 15))
-    split_large_files(out)
     report["total_s"] = round(time.monotonic() - start, 1)
     save_report()
     log("done")
     return 0
-
-
-def split_large_files(out: Path, limit: int = 15 << 20) -> None:
-    for path in [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > limit]:
-        data = path.read_bytes()
-        for i in range(0, len(data), limit):
-            path.with_name(f"{path.name}.part{i // limit:02d}").write_bytes(data[i:i + limit])
-        path.unlink()
-        log(f"split {path} into {(len(data) + limit - 1) // limit} parts")
 
 
 def stage(report: dict, name: str, fn, *fn_args):
@@ -196,7 +199,8 @@ def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: f
     summary = train_drafter(kind, target, records, out / kind, settings(steps, max(1, steps // 5)),
                             progress=False, command=command)
     log(f"{kind}: {json.dumps(summary.get('held_out_metrics'))} decode {summary.get('decode_eval')}")
-    (out / kind / "run" / "checkpoint.pt").unlink(missing_ok=True)     # optimiser state: not worth bringing back
+    if not args.keep_checkpoints:
+        (out / kind / "run" / "checkpoint.pt").unlink(missing_ok=True)
     return out / kind
 
 
@@ -214,8 +218,8 @@ def profile(kind: str, target, records: list[dict], work: Path, out: Path, setti
     evaluate, loop.evaluate = loop.evaluate, lambda *a, **k: {}      # training steps only
     try:
         with torch_profile(activities=activities) as prof:
-            train_drafter(kind, target, records, work / f"{kind}-profile", dataclasses.replace(settings, eval_prompts=0),
-                          progress=False)
+            train_drafter(kind, target, records, work / f"{kind}-profile",
+                          dataclasses.replace(settings, eval_prompts=0), progress=False)
     finally:
         loop.evaluate = evaluate
     sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
@@ -229,10 +233,11 @@ def device_name(target) -> str:
 
 
 def bench(args, drafters: dict, out: Path, stop: float) -> None:
-    methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v] + ["eagle+pld"]   # union: shipped or new head
-    cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.gguf, "--device", args.device,
-           "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category",
-           str(args.bench_per_category), "--max-new-tokens", str(args.bench_tokens), "--out", str(out / "bench"), "--quiet"]
+    # eagle+pld: the union with the new eagle head, or with the shipped one if none was trained
+    methods = ["pld", "lookahead"] + [k for k, v in drafters.items() if v] + ["eagle+pld"]
+    cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.model, "--device", args.device,
+           "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category", str(args.bench_per_category),
+           "--max-new-tokens", str(args.bench_tokens), "--out", str(out / "bench"), "--quiet"]
     for k, v in drafters.items():
         if v:
             cmd += ["--method-option", f"{k}:drafter={v}"]
@@ -249,7 +254,7 @@ def sampling_check(args, drafters: dict, stop: float) -> dict:
     from specdec.drafters import make_drafter
     from specdec.engine import SpeculativeDecoder
     from specdec.models.load import load_model
-    target = load_model(args.gguf, device=args.device, quiet=True)
+    target = load_model(args.model, device=args.device, quiet=True)
     done = {}
     for method in ["vanilla", "pld", "lookahead"] + [k for k, v in drafters.items() if v]:
         if time.monotonic() > stop:
