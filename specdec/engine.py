@@ -71,7 +71,7 @@ class SpeculativeDecoder:
             self.drafter.on_accept(result)
             stats.draft_seconds += t2 - t1
             stats.verify_seconds += time.perf_counter() - t2
-            _count(stats, draft, result)
+            stats.count(draft, result)
             emitted, finish = self._stop(result.tokens, new, max_new_tokens, stop)
             new += emitted
             tokens += result.tokens
@@ -131,21 +131,3 @@ class SpeculativeDecoder:
                 f"prompt of {len(prompt_ids)} tokens + max_new_tokens={max_new_tokens} exceeds the context window "
                 f"of {window} tokens of {self.target.name}; shorten the prompt or lower max_new_tokens")
 
-
-def _count(stats: GenerationStats, draft: Draft, result: VerifyResult) -> None:
-    stats.target_forwards += 1
-    stats.scratch_tokens += draft.n_scratch
-    draft = draft.verifiable()
-    stats.draft_tokens += draft.size
-    stats.emitted_tokens += result.n_accepted + 1
-    depth = result.n_accepted
-    # Did the draft offer a child below the last accepted node? Then depth+1 was reached (and rejected).
-    last = result.accepted_path[-1] if result.accepted_path else -1
-    reached = depth + (1 if bool((draft.parents == last).any()) else 0)
-    while len(stats.reached_per_depth) < reached:
-        stats.reached_per_depth.append(0)
-        stats.accepted_per_depth.append(0)
-    for d in range(reached):
-        stats.reached_per_depth[d] += 1
-        if d < depth:
-            stats.accepted_per_depth[d] += 1

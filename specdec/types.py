@@ -89,10 +89,15 @@ class Draft:
         return bool(torch.equal(self.parents.cpu(), torch.arange(-1, k - 1, dtype=torch.long)))
 
     def depths(self) -> Tensor:  # [n] int64, 1 for children of the root
-        depth = torch.zeros(self.size, dtype=torch.long)
-        for i, p in enumerate(self.parents.tolist()):
-            depth[i] = 1 if p < 0 else depth[p] + 1
-        return depth
+        depth: list[int] = []
+        for p in self.parents.tolist():
+            depth.append(1 if p < 0 else depth[p] + 1)
+        return torch.tensor(depth, dtype=torch.long)
+
+    @property
+    def max_depth(self) -> int:
+        """How deep the draft reaches below the root (0 for the empty draft)."""
+        return int(self.depths().max()) if self.size else 0
 
 
 @dataclass
@@ -112,8 +117,64 @@ class VerifyResult:
 
 
 @dataclass
+class AcceptanceCounter:
+    """How deep drafts were accepted, counted per depth d = 1, 2, ... (index d - 1) over verification steps.
+
+    ``proposed``: steps whose verifiable draft had a node at depth d. ``reached``: steps whose verification
+    reached depth d: each accepted depth, plus the first rejected one when the draft offered a node there.
+    ``accepted``: steps that accepted a token at depth d (n_accepted >= d). The engine keeps one per request
+    (GenerationStats.acceptance); a drafter that adapts to this request's acceptance keeps its own.
+    """
+
+    proposed: list[int] = field(default_factory=list)
+    reached: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.proposed, self.reached, self.accepted = [], [], []
+
+    def update(self, draft: Draft, result: VerifyResult) -> None:
+        """Count one step: `draft` as proposed (scratch nodes are never verified, so never counted) and the
+        verifier's `result` on it."""
+        draft = draft.verifiable()
+        depth = result.n_accepted
+        last = result.accepted_path[-1] if result.accepted_path else -1
+        reached = depth + (1 if bool((draft.parents == last).any()) else 0)   # a child below the last accepted
+        _add_ones(self.proposed, draft.max_depth)
+        _add_ones(self.reached, reached)
+        _add_ones(self.accepted, depth)
+        self.accepted.extend([0] * (len(self.reached) - len(self.accepted)))     # a rate for every depth reached
+
+    @property
+    def rates(self) -> list[float]:
+        """P(draft token at depth d accepted | a draft reached depth d), d = 1, 2, ..."""
+        return [a / r if r else 0.0 for a, r in zip(self.accepted, self.reached)]
+
+    def confidence(self, depth: int) -> list[float]:
+        """Estimated chance that a node at depth 1..depth is accepted (with its ancestors): (a + 1) / (p + 2),
+        a of the p steps that proposed that depth accepting it (a uniform prior's posterior mean), cut to never
+        exceed a shallower depth's, since a node is accepted only with its parent."""
+        out, cap = [], 1.0
+        for d in range(depth):
+            a = self.accepted[d] if d < len(self.accepted) else 0
+            p = self.proposed[d] if d < len(self.proposed) else 0
+            cap = min(cap, (a + 1) / (p + 2))
+            out.append(cap)
+        return out
+
+
+def _add_ones(counts: list[int], depth: int) -> None:
+    """counts[d] += 1 for d < depth, growing the list as needed."""
+    counts.extend([0] * (depth - len(counts)))
+    for d in range(depth):
+        counts[d] += 1
+
+
+@dataclass
 class GenerationStats:
-    """Per-request statistics. Mean accepted length counts the bonus/recovered token (vanilla = 1.00)."""
+    """Per-request statistics, the one record of a generation that the Python API, `specdec generate --json`
+    and the bench's results.jsonl all read (`to_dict`). Mean accepted length counts the bonus/recovered token
+    (vanilla = 1.00)."""
 
     prompt_tokens: int = 0
     new_tokens: int = 0
@@ -121,12 +182,29 @@ class GenerationStats:
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
     prefill_seconds: float = 0.0
-    seconds: float = 0.0
-    accepted_per_depth: list[int] = field(default_factory=list)   # accepted draft tokens at depth d+1
-    reached_per_depth: list[int] = field(default_factory=list)    # steps whose draft reached depth d+1
+    seconds: float = 0.0                # the whole request, cache allocation and prefill included
     draft_tokens: int = 0               # draft tokens proposed in total (scratch nodes not included)
     scratch_tokens: int = 0             # scratch nodes scored in total (never verified)
     emitted_tokens: int = 0             # sum over steps of n_accepted + 1 (before truncation at a stop)
+    acceptance: AcceptanceCounter = field(default_factory=AcceptanceCounter)
+
+    def count(self, draft: Draft, result: VerifyResult) -> None:
+        """One verification step: one target forward over `draft`, `result` the verifier's decision."""
+        self.target_forwards += 1
+        self.scratch_tokens += draft.n_scratch
+        self.draft_tokens += draft.size - draft.n_scratch
+        self.emitted_tokens += result.n_accepted + 1
+        self.acceptance.update(draft, result)
+
+    @property
+    def accepted_per_depth(self) -> list[int]:
+        """Steps that accepted a draft token at depth d + 1."""
+        return self.acceptance.accepted
+
+    @property
+    def reached_per_depth(self) -> list[int]:
+        """Steps whose verification reached depth d + 1."""
+        return self.acceptance.reached
 
     @property
     def tokens_per_s(self) -> float:
@@ -140,15 +218,18 @@ class GenerationStats:
     @property
     def acceptance_per_depth(self) -> list[float]:
         """P(draft token at depth d accepted | a draft reached depth d), d = 1, 2, ..."""
-        return [a / r if r else 0.0 for a, r in zip(self.accepted_per_depth, self.reached_per_depth)]
+        return self.acceptance.rates
 
     def to_dict(self) -> dict:
+        """Counts, times and the rates derived from them, under the names results.jsonl and --json use."""
         return {
             "prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens,
             "target_forwards": self.target_forwards, "seconds": self.seconds,
             "prefill_seconds": self.prefill_seconds,
             "tokens_per_s": self.tokens_per_s, "mean_accepted_length": self.mean_accepted_length,
-            "acceptance_per_depth": self.acceptance_per_depth, "draft_seconds": self.draft_seconds,
-            "verify_seconds": self.verify_seconds, "draft_tokens": self.draft_tokens,
-            "scratch_tokens": self.scratch_tokens, "emitted_tokens": self.emitted_tokens,
+            "acceptance_per_depth": self.acceptance_per_depth,
+            "accepted_per_depth": list(self.accepted_per_depth), "reached_per_depth": list(self.reached_per_depth),
+            "draft_seconds": self.draft_seconds, "verify_seconds": self.verify_seconds,
+            "draft_tokens": self.draft_tokens, "scratch_tokens": self.scratch_tokens,
+            "emitted_tokens": self.emitted_tokens,
         }

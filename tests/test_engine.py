@@ -120,3 +120,14 @@ def test_hypothesis_style_sweep_of_prompts_and_depths(target):
         for seed in range(3):
             got = SpeculativeDecoder(target, NoiseDrafter(32, depth, branches, seed=seed, peak=0.5)).generate(prompt, 16)
             assert got.token_ids == expected
+
+
+def test_acceptance_counter_on_a_tree_by_hand():
+    from specdec.types import AcceptanceCounter, Draft
+    counter = AcceptanceCounter()
+    tree = Draft(torch.tensor([5, 6, 7, 8]), torch.tensor([-1, -1, 1, 2]))    # two roots; 6 -> 7 -> 8
+    counter.update(tree, VerifyResult([6, 7, 9], 2, [1, 2], 9, False))       # 6, 7 kept; 8 rejected
+    counter.update(tree, VerifyResult([5, 9], 1, [0], 9, True))              # 5 kept, a leaf: bonus
+    assert (counter.proposed, counter.reached, counter.accepted) == ([2, 2, 2], [2, 1, 1], [2, 1, 0])
+    assert counter.rates == [1.0, 1.0, 0.0]
+    assert counter.confidence(3) == [3 / 4, 2 / 4, 1 / 4]

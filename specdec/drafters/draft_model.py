@@ -98,7 +98,7 @@ class DraftModelDrafter:
         draft = (self._chain(logits, depth, state, started) if self.branches == 1
                  else self._tree(logits, depth, state))
         self.cache.crop(len(self.cached))                # forget draft positions; the root stays cached
-        self._depth = int(draft.depths().max()) if draft.size else 0
+        self._depth = draft.max_depth
         return draft
 
     def _chain(self, logits: Tensor, depth: int, state: DecodeState, started: float) -> Draft:

@@ -5,7 +5,8 @@ it grows by the newly committed tokens only, so a step costs O(new tokens * max_
 To propose, the longest suffix of the context (n from max_ngram down to min_ngram) that occurred before
 picks the continuations; with branches > 1 several distinct continuations form a tree (a trie of them).
 The proposals are deterministic (draft_probs None), so sampling stays exact under the verifier. Each node's
-confidence is how often this request's drafts were accepted as deep as it (schedule.AcceptanceByDepth).
+confidence is how often this request's drafts were accepted as deep as it (types.AcceptanceCounter, the
+counter the engine's statistics keep too).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import torch
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
 from specdec.drafters.cost import CostCurve, fit_costs, worth_verifying
-from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
+from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
-from specdec.types import Draft, VerifyResult
+from specdec.types import AcceptanceCounter, Draft, VerifyResult
 
 
 class NgramIndex:
@@ -66,9 +67,9 @@ class PromptLookupDrafter:
         self.max_ngram, self.min_ngram, self.branches = max_ngram, min_ngram, branches
         self.schedule = DraftLength(num_draft, adaptive, maximum=max(max_draft, num_draft))
         self.index = NgramIndex(max_ngram, min_ngram)
-        self.acceptance = AcceptanceByDepth()
+        self.acceptance = AcceptanceCounter()
         self.costs = costs                 # fit: cut drafts to what the cost curve pays for (None: keep all)
-        self._proposed_depth = 0
+        self._draft = Draft.chain(torch.zeros(0, dtype=torch.long))
 
     def begin(self, prompt_ids: list[int]) -> None:
         self.index = NgramIndex(self.max_ngram, self.min_ngram)
@@ -83,17 +84,16 @@ class PromptLookupDrafter:
         ctx = self.index.tokens
         paths = [ctx[s:s + depth] for s in starts]
         draft = trie_draft([p for p in paths if p], max_nodes=state.max_nodes)
-        depths = draft.depths()
-        by_depth = torch.tensor([0.0, *self.acceptance.estimates(int(depths.max()) if draft.size else 0)])
-        draft.confidence = by_depth[depths]                       # this request's acceptance at each depth
+        by_depth = torch.tensor([0.0, *self.acceptance.confidence(draft.max_depth)])
+        draft.confidence = by_depth[draft.depths()]               # this request's acceptance at each depth
         if self.costs is not None and draft.size:
             draft = draft.select(worth_verifying(draft.confidence.tolist(), self.costs))
-        self._proposed_depth = int(draft.depths().max()) if draft.size else 0
+        self._draft = draft
         return draft
 
     def on_accept(self, result: VerifyResult) -> None:
-        self.schedule.update(result.n_accepted, self._proposed_depth)
-        self.acceptance.update(result.n_accepted, self._proposed_depth)
+        self.schedule.update(result.n_accepted, self._draft.max_depth)
+        self.acceptance.update(self._draft, result)
 
 
 def trie_draft(paths: list[list[int]], max_nodes: int) -> Draft:

@@ -36,35 +36,3 @@ class DraftLength:
         else:
             self.length = max(self.minimum, self.length - self.shrink)
 
-
-class AcceptanceByDepth:
-    """This request's record of how deep drafts were accepted, as a confidence for each draft node (Draft.confidence).
-
-    A node at depth d is estimated to be accepted with probability (h_d + 1) / (n_d + 2): n_d steps proposed a
-    node at depth d, h_d of them accepted d tokens or more (the mean of a uniform prior updated by those steps).
-    Estimates are cut to never exceed a shallower depth's, since a node is accepted only with its parent.
-    """
-
-    def __init__(self) -> None:
-        self.hits: list[int] = []
-        self.tries: list[int] = []
-
-    def reset(self) -> None:
-        self.hits, self.tries = [], []
-
-    def update(self, n_accepted: int, proposed_depth: int) -> None:
-        while len(self.tries) < proposed_depth:
-            self.tries.append(0)
-            self.hits.append(0)
-        for d in range(proposed_depth):
-            self.tries[d] += 1
-            self.hits[d] += n_accepted > d
-
-    def estimates(self, depth: int) -> list[float]:
-        """Estimated acceptance at depths 1..depth."""
-        out, cap = [], 1.0
-        for d in range(depth):
-            h, n = (self.hits[d], self.tries[d]) if d < len(self.tries) else (0, 0)
-            cap = min(cap, (h + 1) / (n + 2))
-            out.append(cap)
-        return out

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from specdec.config import SamplingParams
 from specdec.drafters.cost import CostCurve
 from specdec.drafters.pld import NgramIndex, PromptLookupDrafter, trie_draft
-from specdec.drafters.schedule import AcceptanceByDepth, DraftLength
+from specdec.drafters.schedule import DraftLength
 from specdec.engine import SpeculativeDecoder
 from specdec.errors import ConfigError
+from specdec.types import AcceptanceCounter, Draft, VerifyResult
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
 
@@ -66,17 +67,23 @@ def test_draft_length_schedule():
         DraftLength(0)
 
 
-def test_acceptance_by_depth_estimates_never_rise_with_depth():
-    a = AcceptanceByDepth()
-    assert a.estimates(2) == [0.5, 0.5]                   # no evidence yet: the prior's mean
-    a.update(3, 3)                                        # all three accepted
-    a.update(1, 3)                                        # the first only
-    a.update(0, 0)                                        # nothing proposed: no evidence
-    assert a.estimates(4) == [3 / 4, 2 / 4, 2 / 4, 0.5]   # depth 3: 1 of 2 -> 2/4; depth 4 unseen, cut to 2/4
-    a.update(2, 2)
-    assert a.estimates(3) == [4 / 5, 3 / 5, 2 / 4]
+def _step(counter, proposed, accepted):
+    """Count a chain of `proposed` tokens of which the first `accepted` were kept."""
+    counter.update(Draft.chain(torch.arange(proposed)), VerifyResult(list(range(accepted + 1)), accepted,
+                                                                     list(range(accepted)), 0, accepted == proposed))
+
+
+def test_acceptance_confidence_never_rises_with_depth():
+    a = AcceptanceCounter()
+    assert a.confidence(2) == [0.5, 0.5]                  # no evidence yet: the prior's mean
+    _step(a, 3, 3)                                        # all three accepted
+    _step(a, 3, 1)                                        # the first only
+    _step(a, 0, 0)                                        # nothing proposed: no evidence
+    assert a.confidence(4) == [3 / 4, 2 / 4, 2 / 4, 0.5]  # depth 3: 1 of 2 -> 2/4; depth 4 unseen, cut to 2/4
+    _step(a, 2, 2)
+    assert a.confidence(3) == [4 / 5, 3 / 5, 2 / 4]
     a.reset()
-    assert a.estimates(1) == [0.5]
+    assert a.confidence(1) == [0.5]
 
 
 def test_drafts_carry_this_requests_acceptance_by_depth_as_confidence():
@@ -153,3 +160,11 @@ def test_fit_cuts_drafts_to_what_the_cost_curve_pays_for():
     flat.propose(state)
     flat.on_accept(VerifyResult([7, 8], 1, [0], 8, False))
     assert flat.propose(state).tokens.tolist() == [7, 8, 5]        # free tokens are always worth verifying
+
+
+def test_the_drafter_counts_acceptance_as_the_engine_does():
+    """pld's confidence and the engine's statistics come from one counter, fed the same drafts and results."""
+    target, _ = tiny_target(vocab=8, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=2)
+    drafter = PromptLookupDrafter(min_ngram=1, branches=2)
+    res = SpeculativeDecoder(target, drafter).generate([1, 2, 3, 1, 2, 3, 1, 2], 40)
+    assert drafter.acceptance == res.stats.acceptance and sum(res.stats.acceptance.proposed) > 0
