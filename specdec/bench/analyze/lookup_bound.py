@@ -64,12 +64,12 @@ def lookup_bound(run: Path, target, curve: CostCurve, pld_options: dict | None =
     """Replay a greedy run's vanilla answers (`target`: the run's model) with pld and the lookup oracles."""
     settings = greedy_run(run)
     options = {**settings["options"].get("pld", {}), **(pld_options or {})}
-    eos = min(target.eos_token_ids)
+    eos = min(target.eos_token_ids, default=None)
     measured = {(r["question_id"], r["turn"]): r for r in load_records(run) if r["method"] == "pld"}
     rows: dict[str, dict[str, Replay]] = defaultdict(lambda: defaultdict(Replay))
     groups: list[str] = []
     for rec in recorded_answers(run, target, data):
-        answer = rec.answer + ([eos] if rec.finish_reason == "stop" else [])
+        answer = rec.answer + ([eos] if rec.finish_reason == "stop" and eos is not None else [])
         got = {"pld replayed": replay(lambda: make_drafter("pld", target, options), rec.prompt, answer, curve,
                                       settings["max_new_tokens"])}
         for n in ORACLE_NGRAMS:
