@@ -25,6 +25,10 @@ def test_generate_json_with_compare_vanilla(model_dir, capsys):
                 "speedup", "identical_to_vanilla", "mean_accepted_length"):
         assert key in out
     assert out["identical_to_vanilla"] is True and out["method"] == "pld"
+    from specdec.types import GenerationStats
+    assert set(GenerationStats().to_dict()) <= set(out)          # the engine's record, as the API has it
+    for key in ("acceptance_per_depth", "target_forwards", "draft_seconds", "verify_seconds"):
+        assert key in out
 
 
 def test_plugin_drafter_by_import_path(model_dir, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from specdec.bench.measure import Measurement
 from specdec.bench.questions import BenchDataError, Question
+from specdec.types import GenerationStats
 
 REFERENCE = "vanilla"
 Key = tuple  # (question_id, turn, method)
@@ -69,20 +70,22 @@ class ResultsFile:
 
 def make_record(q: Question, turn: int, method: str, m: Measurement, repeats: int,
                 vanilla_ids: list[int] | None) -> dict:
-    """The results.jsonl line of one measured (question, turn, method); seconds are the median over repeats."""
-    mal = m.emitted_tokens / m.target_forwards if m.target_forwards else None
-    acc = [a / r if r else 0.0 for a, r in zip(m.accepted_per_depth, m.reached_per_depth)]
+    """The results.jsonl line of one measured (question, turn, method): the engine's record of the request
+    (GenerationStats.to_dict, counts None where the runner cannot tell), seconds the median over repeats."""
     return {
         "question_id": q.question_id, "category": q.category, "raw_category": q.raw_category, "turn": turn,
-        "method": method, "new_tokens": m.new_tokens, "seconds": m.seconds,
+        "method": method, **_counts(m), "new_tokens": m.new_tokens, "seconds": m.seconds,
         "tokens_per_s": m.new_tokens / m.seconds if m.seconds > 0 else 0.0, "repeats": repeats,
-        "target_forwards": m.target_forwards, "mean_accepted_length": mal, "acceptance_per_depth": acc,
-        "accepted_per_depth": m.accepted_per_depth, "reached_per_depth": m.reached_per_depth,
-        "emitted_tokens": m.emitted_tokens, "draft_seconds": m.draft_seconds,
-        "verify_seconds": m.verify_seconds, "prompt_tokens": m.prompt_tokens, "finish_reason": m.finish_reason,
+        "prompt_tokens": m.prompt_tokens, "finish_reason": m.finish_reason,
         "identical_to_vanilla": None if vanilla_ids is None else m.token_ids == vanilla_ids,
         "token_ids": m.token_ids,
     }
+
+
+def _counts(m: Measurement) -> dict:
+    if m.stats is not None:
+        return m.stats.to_dict()
+    return {key: [] if key.endswith("_per_depth") else None for key in GenerationStats().to_dict()}
 
 
 def fill_identity(records: list[dict]) -> list[dict]:

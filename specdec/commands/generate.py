@@ -1,4 +1,7 @@
-"""`specdec generate`: one request, streamed to the terminal or printed as JSON, optionally vs vanilla."""
+"""`specdec generate`: one request, streamed to the terminal or printed as JSON, optionally vs vanilla.
+
+The JSON is the engine's record of the request (GenerationStats.to_dict, as the Python API and the bench's
+results.jsonl have it) with the text, model, method and rule beside it."""
 
 from __future__ import annotations
 
@@ -29,20 +32,13 @@ def run_generate(args) -> int:
     streamer = None if args.json else _Streamer(target)
     result = run(decoder, on_tokens=streamer)
     stats = result.stats
-    report = {
-        "text": result.text, "new_tokens": stats.new_tokens, "seconds": round(stats.seconds, 4),
-        "tokens_per_s": round(stats.tokens_per_s, 3), "model": args.model, "method": args.method,
-        "rule": args.rule, "finish_reason": result.finish_reason, "lossy": result.lossy,
-        "prompt_tokens": stats.prompt_tokens, "target_forwards": stats.target_forwards,
-        "mean_accepted_length": round(stats.mean_accepted_length, 3),
-        "acceptance_per_depth": [round(a, 3) for a in stats.acceptance_per_depth],
-        "draft_seconds": round(stats.draft_seconds, 4), "verify_seconds": round(stats.verify_seconds, 4),
-        "load_seconds": round(target.load_seconds, 3),
-    }
+    report = {"text": result.text, "model": args.model, "method": args.method, "rule": args.rule,
+              "finish_reason": result.finish_reason, "lossy": result.lossy,
+              "load_seconds": target.load_seconds, **stats.to_dict()}
     if vanilla is not None:
         v = vanilla.stats
-        report.update(vanilla_tokens_per_s=round(v.tokens_per_s, 3),
-                      speedup=round(stats.tokens_per_s / v.tokens_per_s, 3) if v.tokens_per_s else None,
+        report.update(vanilla_tokens_per_s=v.tokens_per_s,
+                      speedup=stats.tokens_per_s / v.tokens_per_s if v.tokens_per_s else None,
                       identical_to_vanilla=vanilla.token_ids == result.token_ids)
     if args.json:
         print(json.dumps(report))
