@@ -50,10 +50,10 @@ class SpeculativeDecoder:
         prompt_ids = self.target.encode(prompt, chat=chat) if isinstance(prompt, str) else list(prompt)
         self._check_lengths(prompt_ids, max_new_tokens)
         rt, stats = self.target.runtime, GenerationStats(prompt_tokens=len(prompt_ids))
-        gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else torch.seed())
+        gen = _generator(sampling.seed)
+        t0 = time.perf_counter()
         capacity = min(rt.max_context, len(prompt_ids) + max_new_tokens + 1)
         cache = rt.new_cache(capacity)
-        t0 = time.perf_counter()
         self.drafter.begin(prompt_ids)
         out = rt.forward(torch.tensor([prompt_ids[:-1]], device=rt.device), cache, logits="none",
                          hidden_layers=self.drafter.hidden_layers) if len(prompt_ids) > 1 else None
@@ -79,9 +79,10 @@ class SpeculativeDecoder:
                 on_tokens(emitted)
             if finish == "stop":
                 break
+        text = self.target.decode(new)
         stats.new_tokens, stats.seconds = len(new), time.perf_counter() - t0
-        return GenerationResult(self.target.decode(new), new, finish, stats, self.rule in LOSSY_RULES
-                                and not sampling.greedy, prompt_ids)
+        return GenerationResult(text, new, finish, stats, self.rule in LOSSY_RULES and not sampling.greedy,
+                                prompt_ids)
 
     def _verify(self, draft: Draft, root: int, cache, sampling, gen) -> tuple[VerifyResult, dict]:
         """One target pass over [root, draft]; keep the root and the accepted path in the cache (scratch rows
@@ -131,3 +132,12 @@ class SpeculativeDecoder:
                 f"prompt of {len(prompt_ids)} tokens + max_new_tokens={max_new_tokens} exceeds the context window "
                 f"of {window} tokens of {self.target.name}; shorten the prompt or lower max_new_tokens")
 
+
+def _generator(seed: int | None) -> torch.Generator:
+    """This request's own random stream: seeded, or from fresh OS entropy (never the process-wide torch RNG)."""
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
+    return gen

@@ -131,3 +131,23 @@ def test_acceptance_counter_on_a_tree_by_hand():
     assert (counter.proposed, counter.reached, counter.accepted) == ([2, 2, 2], [2, 1, 1], [2, 1, 0])
     assert counter.rates == [1.0, 1.0, 0.0]
     assert counter.confidence(3) == [3 / 4, 2 / 4, 1 / 4]
+
+
+def test_an_unseeded_sampled_request_leaves_the_global_rng_alone(target):
+    """Without a seed the request draws from fresh OS entropy on its own generator: the process-wide torch RNG
+    is neither reseeded nor advanced (another library's seeded run stays reproducible)."""
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    sampling = SamplingParams(temperature=1.0)
+    runs = [SpeculativeDecoder(target, NoiseDrafter(32, 3, 1, True)).generate([1, 2, 3], 16, sampling).token_ids
+            for _ in range(3)]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert len({tuple(r) for r in runs}) > 1                   # each request got its own fresh stream
+
+
+def test_stats_record_is_one_dict_with_counts_and_rates(target):
+    res = SpeculativeDecoder(target, TargetGreedyDrafter(target, k=4)).generate([3, 1, 4], 25)
+    d = res.stats.to_dict()
+    assert d["accepted_per_depth"] == d["reached_per_depth"] == [5, 5, 5, 5]
+    assert d["acceptance_per_depth"] == [1.0] * 4 and d["mean_accepted_length"] == 5.0
+    assert d["new_tokens"] == 25 and d["seconds"] >= d["prefill_seconds"] > 0
