@@ -14,15 +14,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from specdec.config import SamplingParams
 from specdec.drafters.base import DecodeState, NoDraft, Proposer
 from specdec.errors import ContextLengthError, ConfigError
+from specdec.models.runtime import Cache
 from specdec.tree import tree_inputs
 from specdec.types import Draft, GenerationStats, VerifyResult
 from specdec.verify import LOSSY_RULES, VERIFY_RULES, verify_draft
+
+if TYPE_CHECKING:
+    from specdec.models.load import LoadedModel
 
 
 @dataclass
@@ -36,9 +41,9 @@ class GenerationResult:
 
 
 class SpeculativeDecoder:
-    """Speculative decoding of `target` (a specdec.models.load.LoadedModel) with `drafter` (None = vanilla)."""
+    """Speculative decoding of `target` with `drafter` (None = vanilla)."""
 
-    def __init__(self, target, drafter: Proposer | None = None, *, rule: str = "exact"):
+    def __init__(self, target: LoadedModel, drafter: Proposer | None = None, *, rule: str = "exact"):
         if rule not in VERIFY_RULES:
             raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
         self.target, self.drafter, self.rule = target, drafter or NoDraft(), rule
@@ -84,7 +89,8 @@ class SpeculativeDecoder:
         return GenerationResult(text, new, finish, stats, self.rule in LOSSY_RULES and not sampling.greedy,
                                 prompt_ids)
 
-    def _verify(self, draft: Draft, root: int, cache, sampling, gen) -> tuple[VerifyResult, dict]:
+    def _verify(self, draft: Draft, root: int, cache: Cache, sampling: SamplingParams,
+                gen: torch.Generator) -> tuple[VerifyResult, dict]:
         """One target pass over [root, draft]; keep the root and the accepted path in the cache (scratch rows
         are dropped: the verifier sees only the other nodes, the drafter the argmax at scratch rows)."""
         rt, start = self.target.runtime, cache.length

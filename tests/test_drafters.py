@@ -87,3 +87,39 @@ def target_greedy(target, k: int = 4) -> TargetGreedyDrafter:
 
 def noise(target, **options) -> NoiseDrafter:
     return NoiseDrafter(target.runtime.vocab_size, **options)
+
+
+class _HalfDrafter:
+    """Has begin only: not a Proposer."""
+
+    def begin(self, prompt_ids: list[int]) -> None:
+        pass
+
+
+def half(target) -> _HalfDrafter:
+    return _HalfDrafter()
+
+
+def not_callable(target) -> TargetGreedyDrafter:
+    drafter = TargetGreedyDrafter(target)
+    drafter.propose = "not a method"
+    return drafter
+
+
+def test_a_plugin_factory_must_return_a_proposer():
+    import pytest
+
+    from specdec.drafters import make_drafter
+    from specdec.errors import ConfigError
+    from tests.tiny import tiny_target
+    target, _ = tiny_target(vocab=12, layers=1, hidden=16, heads=2, kv_heads=1)
+    with pytest.raises(ConfigError) as e:
+        make_drafter("tests.test_drafters:half", target)
+    assert str(e.value) == ("drafter from 'tests.test_drafters:half' lacks hidden_layers, propose, on_accept; "
+                            "accepted: an object with hidden_layers, begin(prompt_ids), propose(state), "
+                            "on_accept(result)")
+    with pytest.raises(ConfigError, match="lacks propose;"):
+        make_drafter("tests.test_drafters:not_callable", target)
+    with pytest.raises(ConfigError, match="drafter from 'tests.test_drafters:half' lacks"):
+        make_drafter("pld+tests.test_drafters:half", target)              # a union's members are checked too
+    assert isinstance(make_drafter("tests.test_drafters:target_greedy", target), TargetGreedyDrafter)

@@ -1,7 +1,8 @@
 """Drafters by name. Every method is one file behind the `Proposer` protocol, registered here.
 
 `make_drafter(method, target, options)` builds one; a method may also be given as ``package.module:factory``
-to plug in a drafter that lives outside specdec (the factory takes the same arguments).
+to plug in a drafter that lives outside specdec (the factory takes the same arguments). Whatever a factory
+returns is checked against the protocol, so a plug-in that lacks a method fails when it is built, by name.
 """
 
 from __future__ import annotations
@@ -66,9 +67,24 @@ def make_drafter(method: str, target, options: dict | None = None) -> Proposer:
         raise ConfigError(f"method {method!r} is unknown; accepted: {', '.join(method_names())} "
                           f"or package.module:factory, or several joined by '+' (eagle+pld)")
     try:
-        return factory(target, **options)
+        drafter = factory(target, **options)
     except TypeError as e:
         raise ConfigError(f"bad option for method {method!r}: {e}") from None
+    return check_proposer(drafter, method)
+
+
+PROPOSER_MEMBERS = {"hidden_layers": "hidden_layers", "begin": "begin(prompt_ids)", "propose": "propose(state)",
+                    "on_accept": "on_accept(result)"}
+
+
+def check_proposer(drafter, method: str) -> Proposer:
+    """`drafter` if it has what the `Proposer` protocol asks for; else one ConfigError naming what it lacks."""
+    missing = [name for name in PROPOSER_MEMBERS if not hasattr(drafter, name)
+               or (name != "hidden_layers" and not callable(getattr(drafter, name)))]
+    if missing:
+        raise ConfigError(f"drafter from {method!r} lacks {', '.join(missing)}; accepted: an object with "
+                          f"{', '.join(PROPOSER_MEMBERS.values())}")
+    return drafter
 
 
 __all__ = ["DRAFTERS", "DecodeState", "NoDraft", "Proposer", "is_method", "make_drafter", "method_names", "register"]

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from specdec.config import SamplingParams
+from specdec.models.runtime import Cache
 from specdec.types import Draft, VerifyResult
 
 
@@ -30,7 +31,7 @@ class DecodeState:
     max_depth: int
     max_nodes: int
     hidden: dict[int, Tensor] = field(default_factory=dict)
-    cache: object | None = None
+    cache: Cache | None = None
 
 
 @runtime_checkable

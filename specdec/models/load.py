@@ -14,6 +14,7 @@ from specdec.errors import ConfigError, ModelFileError, ModelNotFoundError
 from specdec.models.cache_dir import cache_root, sha256_memo
 from specdec.models.config import NATIVE_ARCHITECTURES, DecoderConfig
 from specdec.models.registry import REGISTRY, RegistryEntry
+from specdec.models.runtime import DecoderRuntime
 
 # Weight and activation precisions by name. "q4": 4-bit projections, float32 activations (specdec.models.quant;
 # native runtime on CPU); a transformers copy of a q4 model (the bench baselines) runs in float32.
@@ -26,7 +27,7 @@ ACCEPTED_MODELS = ("a registry name (see `specdec models`), a .gguf file, a loca
 @dataclass
 class LoadedModel:
     name: str
-    runtime: object                  # specdec.models.runtime.DecoderRuntime
+    runtime: DecoderRuntime          # native LlamaRuntime or the transformers adapter
     tokenizer: object                # a transformers tokenizer
     eos_token_ids: set[int]
     source: str                      # file or directory the weights came from

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -31,6 +31,7 @@ class Segment:
         return int(self.input_ids.shape[1])
 
 
+@runtime_checkable
 class Cache(Protocol):
     length: int
 
@@ -39,6 +40,7 @@ class Cache(Protocol):
     def keep(self, start: int, indices: Tensor | list[int]) -> None: ...
 
 
+@runtime_checkable
 class DecoderRuntime(Protocol):
     """A causal LM that scores new tokens against a cache.
 

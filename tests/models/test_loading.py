@@ -135,3 +135,13 @@ def test_registry_download_checks_size_and_hash(tmp_path, monkeypatch):
     path.write_bytes(b"y" * len(payload))                # corrupted in the cache, same size
     with pytest.raises(ModelFileError, match="sha256"):
         fetch.pull(good, quiet=True, recheck=True)       # what `specdec models pull` does
+
+
+def test_both_runtimes_and_their_caches_satisfy_the_protocols_they_are_typed_with():
+    """LoadedModel.runtime is a DecoderRuntime and DecodeState.cache a Cache, whichever runtime loaded it."""
+    from specdec.models.hf_adapter import HFRuntime
+    from specdec.models.runtime import Cache, DecoderRuntime
+    from tests.tiny import tiny_hf_model, tiny_target
+    target, _ = tiny_target()
+    for rt in (target.runtime, HFRuntime(tiny_hf_model(), max_context=64)):
+        assert isinstance(rt, DecoderRuntime) and isinstance(rt.new_cache(4), Cache)
