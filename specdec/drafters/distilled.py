@@ -15,9 +15,8 @@ from torch import Tensor
 from specdec.drafters import register
 from specdec.drafters.cost import fit_costs
 from specdec.drafters.draft_model import DraftModelDrafter
-from specdec.drafters.trained import place, resolve
+from specdec.drafters.trained import load_trained
 from specdec.heads.distilled import DistilledNet
-from specdec.heads.layer import LayerShape
 from specdec.kv import KVCache
 from specdec.models.runtime import ForwardOutput
 
@@ -57,17 +56,10 @@ class _DraftModel:                     # what DraftModelDrafter reads of a loade
     tokenizer: object = None
 
 
-def build_distilled(config: dict, state: dict) -> DistilledNet:
-    net = DistilledNet(LayerShape(**config["shape"]), config["num_layers"], config["draft_vocab"])
-    net.load_state_dict(state)
-    return net
-
-
 @register("distilled", "a small draft model distilled from the target (-o drafter=DIR; shipped for smollm2-135m)")
 def make_distilled(target, drafter: str | None = None, fit: bool = True, **options) -> DraftModelDrafter:
-    config, state, where = resolve(target, "distilled", drafter)
+    net, config, where = load_trained(target, "distilled", drafter)
     rt = target.runtime
-    net = place(build_distilled(config, state), target)
     model = _DraftModel(f"distilled:{where}", DistilledRuntime(net, rt.embed, rt.vocab_size))
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)

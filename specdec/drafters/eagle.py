@@ -22,10 +22,9 @@ from torch import Tensor
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
 from specdec.drafters.cost import CostCurve, best_size, fit_costs
-from specdec.drafters.trained import place, resolve
+from specdec.drafters.trained import load_trained
 from specdec.errors import ConfigError
 from specdec.heads.eagle import EagleNet
-from specdec.heads.layer import LayerShape
 from specdec.kv import KVCache
 from specdec.types import Draft, VerifyResult
 
@@ -132,18 +131,10 @@ def _select(tokens: list[int], parents: list[int], scores: list[float], budget: 
     return grown.select(sorted(sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[:budget]))
 
 
-def build_eagle(config: dict, state: dict) -> EagleNet:
-    extra = [i for i in config.get("feature_layers", [-1]) if i != -1]
-    net = EagleNet(LayerShape(**config["shape"]), config["draft_vocab"], tuple(extra))
-    net.load_state_dict(state)
-    return net
-
-
 @register("eagle", "EAGLE-2 feature head with dynamic draft trees (-o drafter=DIR; shipped for smollm2-135m)")
 def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) -> EagleDrafter:
     costs = fit_costs(target, fit)
-    config, state, _ = resolve(target, "eagle", drafter)
-    net = place(build_eagle(config, state), target)
+    net, config, _ = load_trained(target, "eagle", drafter)
     if any(not 0 <= i < target.runtime.num_layers for i in net.extra_layers):
         raise ConfigError(f"eagle drafter fuses target layers {list(net.extra_layers)}, but {target.name!r} has "
                           f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")

@@ -20,7 +20,7 @@ import torch
 from specdec.drafters import register
 from specdec.drafters.base import DecodeState
 from specdec.drafters.cost import best_size, fit_costs
-from specdec.drafters.trained import place, resolve
+from specdec.drafters.trained import load_trained
 from specdec.errors import ConfigError
 from specdec.heads.medusa import MedusaNet
 from specdec.types import Draft, VerifyResult
@@ -78,12 +78,6 @@ class MedusaDrafter:
         pass
 
 
-def build_medusa(config: dict, state: dict) -> MedusaNet:
-    net = MedusaNet(config["hidden"], config["num_heads"], config["draft_vocab"], config.get("layers_per_head", 1))
-    net.load_state_dict(state)
-    return net
-
-
 def path_value(accuracy: list[list[float]], path: tuple[int, ...]) -> float:
     """Expected acceptance of a path: the product of its ranks' accuracies."""
     return math.prod(accuracy[depth][rank] for depth, rank in enumerate(path))
@@ -91,12 +85,11 @@ def path_value(accuracy: list[list[float]], path: tuple[int, ...]) -> float:
 
 @register("medusa", "Medusa heads with a static tree from measured head accuracies (-o drafter=DIR; -o nodes=N)")
 def make_medusa(target, drafter: str | None = None, nodes: int | None = None, fit: bool = True) -> MedusaDrafter:
-    config, state, _ = resolve(target, "medusa", drafter)
+    net, config, _ = load_trained(target, "medusa", drafter)
     nodes = nodes if nodes is not None else config.get("decode_defaults", {}).get("nodes", 16)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise ConfigError(f"medusa option nodes={nodes!r} is invalid; accepted: an integer >= 1")
     costs = fit_costs(target, fit)
-    net = place(build_medusa(config, state), target)
     paths = tree_from_accuracies(config["accuracy"], nodes)
     values = [path_value(config["accuracy"], p) for p in paths]
     if costs is not None:      # the tree is static: sized once; at least one node, or it would never draft

@@ -1,4 +1,5 @@
-"""Finding and loading trained drafters: an explicit directory, or the one shipped for the target.
+"""Finding and loading trained drafters: an explicit directory, or the one shipped for the target; the network
+is rebuilt by its kind (specdec/train/kinds/) and placed beside the target.
 
 Shipped drafters live in specdec/data/drafters/<registry name>/<kind>/ (config.json + model.safetensors). A target
 loaded by another name (the registry model's .gguf file by path, say) finds its shipped drafter by fingerprint.
@@ -44,6 +45,14 @@ def resolve(target, kind: str, drafter: str | None) -> tuple[dict, dict[str, tor
     config, state = load_drafter(path, kind)
     check_target(config, target, str(path))
     return config, state, str(path)
+
+
+def load_trained(target, kind: str, drafter: str | None) -> tuple[torch.nn.Module, dict, str]:
+    """(network, config, where) of the trained drafter to decode with: resolved and checked against the target,
+    rebuilt by its kind, placed beside the target."""
+    from specdec.train.kinds import get_kind
+    config, state, where = resolve(target, kind, drafter)
+    return place(get_kind(kind).load(config, state), target), config, where
 
 
 def place(net: torch.nn.Module, target) -> torch.nn.Module:

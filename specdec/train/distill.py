@@ -12,6 +12,7 @@ from specdec.train.batches import Batch
 
 class DistillObjective:
     kind = "distilled"
+    needs_evaluation = False
 
     def __init__(self, net: DistilledNet, embed: Tensor, teacher_rows: Tensor):
         self.model, self.embed, self.rows = net, embed, teacher_rows     # rows: [draft vocab, hidden]

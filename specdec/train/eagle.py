@@ -20,6 +20,7 @@ from specdec.train.batches import Batch
 
 class EagleObjective:
     kind = "eagle"
+    needs_evaluation = False
 
     def __init__(self, net: EagleNet, embed: Tensor, teacher_rows: Tensor, *, unroll: int = 3,
                  noise: float = 0.1, w_reg: float = 1.0, w_cls: float = 0.1, eval_depth: int = 6):

@@ -1,5 +1,5 @@
-"""The training loop every objective shares: AdamW with warm-up + cosine decay, gradient clipping, a tqdm bar,
-held-out evaluation every `eval_every` steps (logged to train_log.jsonl), and checkpoints.
+"""The training loop every objective (objective.py) shares: AdamW with warm-up + cosine decay, gradient clipping,
+a tqdm bar, held-out evaluation every `eval_every` steps (logged to train_log.jsonl), and checkpoints.
 
 A checkpoint holds the model, the optimiser, the step, the log and the random state; batches follow a seeded plan per epoch, so a
 resumed run continues exactly where the interrupted one stopped (same batches, same parameters).
@@ -18,6 +18,7 @@ import torch
 from specdec.errors import ConfigError
 from specdec.train.batches import SequenceStore, batch_plan
 from specdec.train.features import Sequence
+from specdec.train.objective import Objective
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,8 @@ def _lr_factor(step: int, cfg: LoopConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_loop(objective, train: list[Sequence], held_out: list[Sequence], out_dir: Path, cfg: LoopConfig, *,
-               progress: bool = True, stop_after: int | None = None) -> list[dict]:
+def train_loop(objective: Objective, train: list[Sequence], held_out: list[Sequence], out_dir: Path,
+               cfg: LoopConfig, *, progress: bool = True, stop_after: int | None = None) -> list[dict]:
     """Train `objective.model` (resuming from out_dir/checkpoint.pt if present); return the log records.
     stop_after: end after this many steps of this call (to test resuming), checkpointing first."""
     cfg.check()
@@ -133,7 +134,7 @@ def _position(lengths: list[int], cfg: LoopConfig, step: int):
 
 
 @torch.no_grad()
-def evaluate(objective, held_out: list[Sequence] | SequenceStore | None, cfg: LoopConfig) -> dict:
+def evaluate(objective: Objective, held_out: list[Sequence] | SequenceStore | None, cfg: LoopConfig) -> dict:
     if not held_out:
         return {}
     objective.model.eval()
@@ -164,7 +165,7 @@ def _cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _save(path: Path, model, opt, step: int, log: list, cfg: LoopConfig, objective) -> None:
+def _save(path: Path, model, opt, step: int, log: list, cfg: LoopConfig, objective: Objective) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "log": log,
                 "config": asdict(cfg), "objective": objective.describe(), "rng": torch.get_rng_state(),

@@ -20,6 +20,11 @@ class MedusaObjective:
         self.t2d = target_to_draft(net.token_ids, vocab_size)
         self.accuracy: list[list[float]] | None = None
 
+    @property
+    def needs_evaluation(self) -> bool:
+        """export() writes the accuracies measured by evaluate(): the decoding tree is built from them."""
+        return self.accuracy is None
+
     def describe(self) -> dict:
         return {"kind": self.kind, "heads": self.model.num_heads}
 

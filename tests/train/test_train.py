@@ -178,7 +178,7 @@ def test_a_run_can_start_from_a_trained_drafter(kind, extra, target_and_records,
     key, wrong = {"eagle": ("fuse_layers", ()), "medusa": ("heads", 3), "distilled": ("layers", 2)}[kind]
     bad = settings(tmp_path, steps=2, **extra)
     bad.init = str(tmp_path / "first")
-    setattr(bad, key, wrong)
+    bad.options[key] = wrong
     with pytest.raises(ConfigError, match=f"has {key} .* the run asks for"):
         train_drafter(kind, target, records, tmp_path / "bad", bad, progress=False)
     assert not (tmp_path / "bad").exists()
