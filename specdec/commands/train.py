@@ -94,8 +94,8 @@ def _settings(args, target, given: dict):
     from specdec.train.loop import LoopConfig
     from specdec.train.pipeline import TrainSettings, init_shape, read_init
     shape = init_shape(args.kind, read_init(args.kind, target, args.init)[0]) if args.init is not None else {}
-    draft_vocab = args.draft_vocab if args.draft_vocab is not None else shape.pop("draft_vocab", 8192)
-    shape.pop("draft_vocab", None)
+    init_vocab = shape.pop("draft_vocab", 8192)
+    draft_vocab = args.draft_vocab if args.draft_vocab is not None else init_vocab
     loop = LoopConfig(steps=args.steps, lr=args.lr, token_budget=args.token_budget, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     loop.check()

@@ -30,6 +30,7 @@ from specdec.train.features import extract_features, split_held_out
 from specdec.train.kinds import TrainedKind, get_kind, kinds
 from specdec.train.kinds.base import resolve_options
 from specdec.train.loop import LoopConfig, evaluate, train_loop
+from specdec.train.objective import Objective
 from specdec.train.prompts import load_prompts
 from specdec.train.responses import generate_responses
 
@@ -77,6 +78,8 @@ def build_records(target, data_paths: list[str], settings: TrainSettings, progre
 
 def train_drafter(kind_name: str, target, records: list[dict], out_dir: str | Path, settings: TrainSettings, *,
                   progress: bool = True, stop_after: int | None = None, command: str = "") -> dict:
+    """Train a drafter of the registered kind `kind_name` on `records`, save it in out_dir (its run, resumable,
+    in out_dir/run) and return its training record (or {"stopped_at_step": n} after `stop_after` steps)."""
     kind = get_kind(kind_name)
     if not records:
         raise ConfigError("no training records; accepted: prompts the target could answer")
@@ -89,7 +92,7 @@ def train_drafter(kind_name: str, target, records: list[dict], out_dir: str | Pa
         always=target.eos_token_ids)
     torch.manual_seed(settings.seed)
     net = start if start is not None else kind.network(target, token_ids, options)
-    objective = kind.objective(net.to(target.runtime.device), target, token_ids, options)
+    objective = _objective(kind, net.to(target.runtime.device), target, token_ids, options)
     started = time.perf_counter()
     log = train_loop(objective, train, held_out or train[:1], out_dir / "run", settings.loop,
                      progress=progress, stop_after=stop_after)
@@ -126,6 +129,17 @@ def check_settings(kind_name: str, target, settings: TrainSettings):
     if settings.init is not None:
         check_init_shape(kind_name, read_init(kind_name, target, settings.init)[0], settings)
     return options
+
+
+def _objective(kind: TrainedKind, net: torch.nn.Module, target, token_ids: torch.Tensor, options) -> Objective:
+    """The kind's objective for `net`; token_ids [draft vocab]. One that lacks what training needs is refused."""
+    objective = kind.objective(net, target, token_ids, options)
+    if not isinstance(objective, Objective):
+        lacks = [n for n in ("model", "needs_evaluation", "describe", "loss", "evaluate", "export")
+                 if not hasattr(objective, n)]
+        raise ConfigError(f"drafter kind {kind.name!r} built an objective without {', '.join(lacks)}; accepted: "
+                          f"an objective as specdec/train/objective.py describes")
+    return objective
 
 
 def _features(target, records: list[dict], extra: tuple[int, ...], settings: TrainSettings, progress: bool) -> list:

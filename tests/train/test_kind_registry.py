@@ -193,6 +193,17 @@ def test_the_registry_names_its_kinds_and_refuses_what_it_lacks(toy_kind, target
         train_drafter("toy", target, records, tmp_path / "x", settings(tmp_path, blokcs=2), progress=False)
     with pytest.raises(ConfigError, match="--blocks=0 is invalid; accepted: an integer >= 1"):
         train_drafter("toy", target, records, tmp_path / "x", settings(tmp_path, blocks=0), progress=False)
+    class Careless(ToyKind):
+        name = "careless"
+
+        def objective(self, net, target, token_ids, options):
+            return object()
+    register_kind(Careless())
+    try:
+        with pytest.raises(ConfigError, match="'careless' built an objective without model, needs_evaluation"):
+            train_drafter("careless", target, records, tmp_path / "x", settings(tmp_path), progress=False)
+    finally:
+        unregister_kind("careless")
     with pytest.raises(ConfigError, match="registered already"):
         register_kind(ToyKind())
     assert not (tmp_path / "x").exists()
