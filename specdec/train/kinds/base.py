@@ -3,7 +3,8 @@ or rebuilt from a saved drafter), its objective, the target layers it reads, and
 
 A kind's training options are a frozen dataclass whose fields are made with `option()`: a default, a help line
 and a parser. `specdec train` turns each field into a flag (`fuse_layers` -> `--fuse-layers`); a library caller
-passes them by name in `TrainSettings.options`; `resolve_options` parses the given ones over the defaults.
+passes them by name in `TrainSettings.options`; `resolve_options` parses the given ones over the defaults. Kinds
+may share an option (one flag serves both); a name must not be one of TrainSettings' own (steps, seed, ...).
 """
 
 from __future__ import annotations
