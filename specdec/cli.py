@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method", default="vanilla", help="drafting method (see `specdec methods`); default vanilla")
     g.add_argument("-o", "--method-option", dest="options", action="append", type=_option, default=[],
                    metavar="KEY=VALUE", help="drafter option, e.g. -o num_draft=6 (repeatable)")
-    g.add_argument("--rule", default="exact", help="verification rule: exact (lossless, default) or typical (lossy)")
+    g.add_argument("--rule", default="exact", help="verification rule: exact (lossless, seed-stable, default), rejection (lossless rejection "
+                        "sampling) or typical (lossy)")
     g.add_argument("--max-new-tokens", type=int, default=128)
     _add_sampling_args(g)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")

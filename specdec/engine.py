@@ -102,7 +102,8 @@ class SpeculativeDecoder:
             out = rt.forward(ids, cache, positions=positions.to(rt.device), tree_mask=mask,
                              hidden_layers=self.drafter.hidden_layers)
         logits, m = out.logits[0].float(), draft.size - draft.n_scratch    # [n+1, vocab]; verifiable nodes
-        result = verify_draft(draft.verifiable(), logits[:m + 1], sampling, gen, self.rule)
+        # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
+        result = verify_draft(draft.verifiable(), logits[:m + 1], sampling, gen, self.rule, position=start + 1)
         if draft.n_scratch:
             result.scratch_argmax = logits[m + 1:].argmax(-1).cpu()
         keep = [0] + [i + 1 for i in result.accepted_path]

@@ -22,17 +22,18 @@ def exact_two_token_distribution(target, prompt: list[int], sampling: SamplingPa
     return joint.flatten()
 
 
-def two_token_tv(target, prompt: list[int], sampling: SamplingParams, drafter_fn, trials: int) -> tuple[float, float]:
+def two_token_tv(target, prompt: list[int], sampling: SamplingParams, drafter_fn, trials: int,
+                 rule: str = "exact") -> tuple[float, float]:
     """(TV between empirical and exact two-token distributions, the derived bound for `trials` samples).
 
-    drafter_fn(i) builds a fresh drafter for trial i; trial i samples with seed i.
+    drafter_fn(i) builds a fresh drafter for trial i; trial i samples with seed i under verification `rule`.
     """
     vocab = target.runtime.vocab_size
     samples = []
     for i in range(trials):
         s = SamplingParams(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
                            min_p=sampling.min_p, seed=i)
-        ids = SpeculativeDecoder(target, drafter_fn(i)).generate(prompt, 2, s).token_ids
+        ids = SpeculativeDecoder(target, drafter_fn(i), rule=rule).generate(prompt, 2, s).token_ids
         samples.append(ids[0] * vocab + ids[1])
     exact = exact_two_token_distribution(target, prompt, sampling)
     return tv_distance(torch.tensor(samples), exact), tv_bound(exact.numel(), trials)

@@ -62,20 +62,36 @@ SAMPLING_CASES = [SamplingParams(temperature=1.0), SamplingParams(temperature=0.
                   SamplingParams(temperature=1.3, top_p=0.8)]
 
 
-@pytest.mark.parametrize("sampling", SAMPLING_CASES, ids=["t1", "t0.7-topk4", "t1.3-topp0.8"])
+RULE_CASES = [(s, "exact") for s in SAMPLING_CASES] + [(SAMPLING_CASES[0], "rejection")]
+
+
+@pytest.mark.parametrize("sampling,rule", RULE_CASES, ids=["t1", "t0.7-topk4", "t1.3-topp0.8", "t1-rejection"])
 @pytest.mark.parametrize("branches,with_probs", [(1, True), (3, True), (2, False)], ids=["chain", "tree", "tree-det"])
-def test_sampling_keeps_the_target_distribution_of_two_tokens(small_vocab_target, sampling, branches, with_probs):
+def test_sampling_keeps_the_target_distribution_of_two_tokens(small_vocab_target, sampling, branches, with_probs,
+                                                                rule):
     trials = 2500
     tv, bound = two_token_tv(small_vocab_target, [0, 3, 2], sampling,
-                              lambda i: NoiseDrafter(6, 3, branches, with_probs, seed=i), trials)
+                              lambda i: NoiseDrafter(6, 3, branches, with_probs, seed=i), trials, rule)
     assert tv < bound, (tv, bound)
+
+
+@pytest.mark.parametrize("sampling", SAMPLING_CASES, ids=["t1", "t0.7-topk4", "t1.3-topp0.8"])
+def test_a_seeded_request_gives_vanilla_seeded_tokens_with_any_draft(small_vocab_target, sampling):
+    """The exact rule's promise: a seeded request's tokens depend on its seed, prompt and the target only: the
+    same with no draft, chains, trees, deterministic or sampled drafts of any size."""
+    for seed in range(6):
+        s = SamplingParams(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, seed=seed)
+        vanilla = SpeculativeDecoder(small_vocab_target).generate([0, 3, 2], 24, s).token_ids
+        for k, branches, with_probs in [(1, 1, True), (6, 1, True), (6, 3, True), (4, 2, False)]:
+            drafter = NoiseDrafter(6, k, branches, with_probs, seed=seed + 100 * k)
+            assert SpeculativeDecoder(small_vocab_target, drafter).generate([0, 3, 2], 24, s).token_ids == vanilla
 
 
 def test_a_wrong_verifier_fails_the_same_test(small_vocab_target, monkeypatch):
     """Accept-every-draft-token must be caught by the bound above, or the test could not fail."""
-    def accept_all(draft, target_probs, generator):
+    def accept_all(draft, target_probs, draws):
         path = list(range(draft.size))
-        nxt = int(torch.multinomial(target_probs[-1], 1, generator=generator))
+        nxt = int(torch.multinomial(target_probs[-1], 1, generator=draws.generator))
         return VerifyResult(draft.tokens.tolist() + [nxt], draft.size, path, nxt, True)
 
     monkeypatch.setitem(dispatch.VERIFY_RULES, "exact", accept_all)

@@ -29,7 +29,7 @@ def run_models(args) -> int:
 
 def run_methods(args) -> int:
     from specdec.drafters import DESCRIPTIONS, method_names
-    from specdec.verify import LOSSY_RULES, VERIFY_RULES
+    from specdec.verify import RULE_HELP, VERIFY_RULES
     print("methods (--method):")
     for name in method_names():
         print(f"  {name:12s} {DESCRIPTIONS.get(name, '')}")
@@ -37,5 +37,5 @@ def run_methods(args) -> int:
           "options as -o B.KEY=VALUE)")
     print("verification rules (--rule):")
     for name in sorted(VERIFY_RULES):
-        print(f"  {name:12s} {'LOSSY: output does not follow the target distribution' if name in LOSSY_RULES else 'lossless'}")
+        print(f"  {name:12s} {RULE_HELP[name]}")
     return 0

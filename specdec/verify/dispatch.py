@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -15,15 +16,33 @@ from specdec.verify.greedy import verify_greedy
 from specdec.verify.paths import result_from_path
 from specdec.verify.probs import logits_to_probs
 from specdec.verify.sampling import verify_chain_sampling_batched
+from specdec.verify.seeded import verify_seeded
 from specdec.verify.tree import verify_tree_sampling
 from specdec.verify.typical import verify_typical
 
-Rule = Callable[[Draft, Tensor, torch.Generator | None], VerifyResult]   # (draft, target_probs, generator)
+
+@dataclass(frozen=True)
+class Draws:
+    """Where a rule's randomness comes from: the request's generator (rejection sampling, typical acceptance)
+    and its seed with the sequence position that target row 0 predicts (position-keyed noise)."""
+
+    generator: torch.Generator | None
+    seed: int | None             # None only for rules outside SEED_STABLE_RULES
+    position: int
 
 
-def _verify_exact(draft: Draft, target_probs: Tensor, generator: torch.Generator | None) -> VerifyResult:
+Rule = Callable[[Draft, Tensor, Draws], VerifyResult]   # (draft, target_probs [n+1, vocab], draws)
+
+
+def _verify_exact(draft: Draft, target_probs: Tensor, draws: Draws) -> VerifyResult:
+    """Lossless and seed-stable: each position's token is the seeded sample of the target there."""
+    return verify_seeded(draft, target_probs, draws.seed, draws.position)
+
+
+def _verify_rejection(draft: Draft, target_probs: Tensor, draws: Draws) -> VerifyResult:
     """Lossless speculative sampling: batched chain fast path for chains, recursive rejection for trees."""
     # target_probs: [n+1, vocab]
+    generator = draws.generator
     if not draft.is_chain:
         return verify_tree_sampling(draft, target_probs, generator)
     draft_probs = None if draft.draft_probs is None else draft.draft_probs.unsqueeze(0)
@@ -33,22 +52,31 @@ def _verify_exact(draft: Draft, target_probs: Tensor, generator: torch.Generator
     return result_from_path(draft, list(range(n)), int(next_tokens[0]), bonus=n == draft.size)
 
 
-def _verify_typical(draft: Draft, target_probs: Tensor, generator: torch.Generator | None) -> VerifyResult:
-    return verify_typical(draft, target_probs, generator)
+def _verify_typical(draft: Draft, target_probs: Tensor, draws: Draws) -> VerifyResult:
+    return verify_typical(draft, target_probs, draws.generator)
 
 
-VERIFY_RULES: dict[str, Rule] = {"exact": _verify_exact, "typical": _verify_typical}
+VERIFY_RULES: dict[str, Rule] = {"exact": _verify_exact, "rejection": _verify_rejection, "typical": _verify_typical}
 LOSSY_RULES = {"typical"}   # rules whose sampled output does NOT follow the target distribution
+SEED_STABLE_RULES = {"exact"}   # rules whose seeded output is vanilla's seeded output whatever the draft
+RULE_HELP = {
+    "exact": "lossless; a seeded request gives the same tokens with any method, draft size or batch (default)",
+    "rejection": "lossless recursive rejection sampling; accepts sampled drafts (draft, layerskip) more often, "
+                 "but seeded output depends on the drafts",
+    "typical": "lossy typical acceptance; output does not follow the target distribution",
+}
 
 
 def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
-                 generator: torch.Generator | None = None, rule: str = "exact") -> VerifyResult:
+                 generator: torch.Generator | None = None, rule: str = "exact", *, position: int = 0) -> VerifyResult:
     """Verify one draft against the target's logits.
 
-    target_logits row 0 is the target after the last committed token, row i+1 the target after draft node i.
-    Greedy sampling (temperature 0) uses exact greedy verification whatever the rule. Otherwise the target
-    logits go through ``logits_to_probs(sampling)``; ``draft.draft_probs`` must already be the drafter's
-    distribution after the same transform. Unknown rules raise ConfigError.
+    target_logits row 0 is the target after the last committed token, row i+1 the target after draft node i;
+    `position` is the sequence position that row 0 predicts (the number of committed tokens). Greedy sampling
+    (temperature 0) uses exact greedy verification whatever the rule. Otherwise the target logits go through
+    ``logits_to_probs(sampling)``; ``draft.draft_probs`` must already be the drafter's distribution after the
+    same transform. The position-keyed noise uses ``sampling.seed``, or a seed drawn from `generator` when the
+    request has none. Unknown rules raise ConfigError.
     """
     # target_logits: [n+1, vocab]
     if rule not in VERIFY_RULES:
@@ -59,4 +87,10 @@ def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
     # Sampling rules run on the CPU, where the engine's generator lives and where they are tested; on a GPU
     # this costs one [n+1, vocab] copy per step (greedy above only reads the argmax and stays on the device).
     draft, target_logits = draft.cpu(), target_logits.cpu()
-    return VERIFY_RULES[rule](draft, logits_to_probs(target_logits, sampling), generator)
+    seed = sampling.seed if sampling.seed is not None or rule not in SEED_STABLE_RULES else draw_seed(generator)
+    return VERIFY_RULES[rule](draft, logits_to_probs(target_logits, sampling), Draws(generator, seed, position))
+
+
+def draw_seed(generator: torch.Generator | None) -> int:
+    """A 62-bit seed from a generator (for a request that has none of its own)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator))

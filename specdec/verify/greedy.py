@@ -23,7 +23,12 @@ def verify_greedy(draft: Draft, target_logits: Tensor) -> VerifyResult:
     """
     # target_logits: [n+1, vocab]
     check_draft(draft, target_logits)
-    best = target_logits.argmax(-1).tolist()                # [n+1] target argmax after root / node i
+    return verify_greedy_choices(draft, target_logits.argmax(-1).tolist())
+
+
+def verify_greedy_choices(draft: Draft, best: list[int]) -> VerifyResult:
+    """The greedy walk over given choices: best[0] is the target's token after the root, best[i + 1] after node
+    i (the argmax for greedy decoding, the seeded sample for seeded sampling)."""
     tokens = draft.tokens.tolist()
     children = children_lists(draft.parents.tolist())
     path: list[int] = []

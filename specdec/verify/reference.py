@@ -168,3 +168,55 @@ def exact_first_token_distribution(target_row: list[float], n_children: int,
 
     visit([t / sum(target_row) for t in target_row], [], 1.0, 0)
     return out
+
+
+# --- seeded sampling (position-keyed Gumbel noise), in plain Python integers and floats -----------------------
+
+def ref_hash32(x: int) -> int:
+    """hash32 of specdec.verify.seeded on a Python int in [0, 2**32)."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def ref_uniform(seed: int, position: int, token: int) -> float:
+    s = ref_hash32((seed & 0xFFFFFFFF) ^ ref_hash32(seed >> 32))
+    key = ref_hash32(s ^ ref_hash32(position & 0xFFFFFFFF))
+    h = ref_hash32(key ^ token)
+    high = ref_hash32(h ^ 0x9E3779B9) >> 5
+    return ((high << 26) + (h >> 6) + 0.5) * 2.0 ** -53
+
+
+def ref_seeded_sample(probs: list[float], seed: int, position: int, epsilon: float) -> int:
+    """The seeded sample of one distribution: the best of log p + g over tokens >= epsilon, against the group of
+    the others (log of their mass + its own g); if the group wins, inverse CDF within it."""
+    gumbel = lambda token: -math.log(-math.log(ref_uniform(seed, position, token)))  # noqa: E731
+    best, best_score = -1, -math.inf
+    for token, p in enumerate(probs):
+        if p >= epsilon and math.log(p) + gumbel(token) > best_score:
+            best, best_score = token, math.log(p) + gumbel(token)
+    rest = sum(p for p in probs if p < epsilon)
+    if rest > 0 and math.log(rest) + gumbel(len(probs)) > best_score:
+        threshold, acc = ref_uniform(seed, position, len(probs) + 1) * rest, 0.0
+        small = [(t, p) for t, p in enumerate(probs) if p < epsilon and p > 0]
+        for token, p in small:
+            acc += p
+            if acc > threshold:
+                return token
+        return small[-1][0]
+    return best
+
+
+def ref_verify_seeded(tokens: list[int], parents: list[int], target_probs: list[list[float]], seed: int,
+                      position: int, epsilon: float) -> tuple[list[int], int]:
+    """(accepted path, next token): from the root, follow the child equal to the seeded sample of its row."""
+    path, row, depth = [], 0, 0
+    while True:
+        choice = ref_seeded_sample(target_probs[row], seed, position + depth, epsilon)
+        match = next((c for c in range(len(tokens)) if parents[c] == row - 1 and tokens[c] == choice), None)
+        if match is None:
+            return path, choice
+        path.append(match)
+        row, depth = match + 1, depth + 1

@@ -7,7 +7,7 @@ from specdec.config import SamplingParams
 from specdec.errors import ConfigError
 from specdec.types import Draft
 from specdec.verify import (LOSSY_RULES, VERIFY_RULES, logits_to_probs, verify_chain_sampling_batched, verify_draft,
-                            verify_greedy, verify_tree_sampling, verify_typical)
+                            verify_greedy, verify_seeded, verify_tree_sampling, verify_typical)
 
 SAMPLING = SamplingParams(temperature=0.8, top_k=5)
 g = lambda: torch.Generator().manual_seed(5)   # a fresh generator with the same seed for each side
@@ -26,17 +26,17 @@ def fields(result):
 
 
 @pytest.mark.parametrize("tree", [False, True])
-@pytest.mark.parametrize("rule", ["exact", "typical"])
+@pytest.mark.parametrize("rule", ["exact", "rejection", "typical"])
 def test_greedy_sampling_uses_greedy_verification(tree, rule):
     draft, logits = make_draft(tree, with_probs=False)
     assert fields(verify_draft(draft, logits, SamplingParams(), g(), rule)) == fields(verify_greedy(draft, logits))
 
 
 @pytest.mark.parametrize("with_probs", [False, True])
-def test_exact_chain_uses_batched_chain_path(with_probs):
+def test_rejection_chain_uses_batched_chain_path(with_probs):
     draft, logits = make_draft(tree=False, with_probs=with_probs)
     for seed in range(30):
-        result = verify_draft(draft, logits, SAMPLING, torch.Generator().manual_seed(seed))
+        result = verify_draft(draft, logits, SAMPLING, torch.Generator().manual_seed(seed), "rejection")
         probs = None if draft.draft_probs is None else draft.draft_probs.unsqueeze(0)
         n, nxt = verify_chain_sampling_batched(draft.tokens.unsqueeze(0), probs,
                                                logits_to_probs(logits, SAMPLING).unsqueeze(0),
@@ -46,10 +46,19 @@ def test_exact_chain_uses_batched_chain_path(with_probs):
 
 
 @pytest.mark.parametrize("with_probs", [False, True])
-def test_exact_tree_uses_tree_sampling(with_probs):
+def test_rejection_tree_uses_tree_sampling(with_probs):
     draft, logits = make_draft(tree=True, with_probs=with_probs)
     expected = verify_tree_sampling(draft, logits_to_probs(logits, SAMPLING), g())
-    assert fields(verify_draft(draft, logits, SAMPLING, g(), "exact")) == fields(expected)
+    assert fields(verify_draft(draft, logits, SAMPLING, g(), "rejection")) == fields(expected)
+
+
+@pytest.mark.parametrize("tree", [False, True])
+def test_exact_is_the_seeded_walk_at_the_given_position(tree):
+    draft, logits = make_draft(tree=tree, with_probs=True)
+    seeded = SamplingParams(temperature=0.8, top_k=5, seed=11)
+    expected = verify_seeded(draft, logits_to_probs(logits, seeded), 11, 40)
+    assert fields(verify_draft(draft, logits, seeded, g(), "exact", position=40)) == fields(expected)
+    assert fields(verify_draft(draft, logits, seeded, None, position=40)) == fields(expected)   # no generator needed
 
 
 def test_typical_rule():
@@ -59,14 +68,14 @@ def test_typical_rule():
 
 
 def test_registry():
-    assert set(VERIFY_RULES) == {"exact", "typical"}
+    assert set(VERIFY_RULES) == {"exact", "rejection", "typical"}
     assert LOSSY_RULES == {"typical"} and LOSSY_RULES <= set(VERIFY_RULES)
 
 
 @pytest.mark.parametrize("sampling", [SamplingParams(), SAMPLING])
 def test_unknown_rule_is_a_config_error(sampling):
     draft, logits = make_draft(tree=False, with_probs=False)
-    with pytest.raises(ConfigError, match=r"'medusa'.*accepted: exact, typical"):
+    with pytest.raises(ConfigError, match=r"'medusa'.*accepted: exact, rejection, typical"):
         verify_draft(draft, logits, sampling, g(), rule="medusa")
 
 
