@@ -1,150 +1,333 @@
-"""The speculative decode loop: propose -> verify -> accept -> roll back. Knows no method names.
+"""The decode loop over a batch of running requests: admit -> propose -> one target pass -> verify per request ->
+commit / roll back -> emit. Knows no method names; a batch of one is a batch.
 
-Invariant: the cache holds every committed token except the last one, the *root*. Each step feeds
-[root, draft nodes] to the target in one forward pass (a tree mask when the draft branches), so the target's
-logits row 0 is its distribution after the root and row i+1 its distribution after draft node i. The verifier
-keeps a root path and adds one recovered/bonus token; the cache keeps the root and the accepted nodes
-(moved into contiguous slots) and the new token becomes the root. Vanilla decoding is the empty draft.
-A draft's trailing *scratch* nodes are scored in the same pass but never verified or kept; the drafter gets
-the target's argmax after each of them.
+Invariant, per request: its cache slot holds every committed token except the last one, the *root*. Each step
+scores [root, draft nodes] of every decoding request in one forward pass of the target (`forward_batch`: each
+request's rows after its own slot, with its own positions and tree mask), so for each request logits row 0 is
+the target after its root and row i+1 the target after its draft node i. The request's verifier keeps a root
+path and adds one recovered/bonus token; its slot keeps the root and the accepted nodes (moved into contiguous
+positions) and the new token becomes its root. Vanilla decoding is the empty draft. A draft's trailing
+*scratch* nodes are scored in the same pass but never verified or kept; the drafter gets the target's argmax
+after each of them.
+
+Requests join between steps: a prompt is prefilled in chunks that ride in the same pass as the others' decode
+rows (at most `max_num_batched_tokens` rows a pass), so a long prompt never stalls everyone's next token. They
+leave between steps (end of sequence, stop string, length, abort) and free their slot before the next step.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from specdec.config import SamplingParams
-from specdec.drafters.base import DecodeState, NoDraft, Proposer
-from specdec.errors import ContextLengthError, ConfigError
-from specdec.models.runtime import Cache
+from specdec.drafters.base import DecodeState, Proposer
+from specdec.errors import ConfigError, ContextLengthError
+from specdec.models.runtime import Segment
+from specdec.sequence import GenerationResult, Request, Sequence, cut_at_stop
 from specdec.tree import tree_inputs
-from specdec.types import Draft, GenerationStats, VerifyResult
+from specdec.types import Draft
 from specdec.verify import LOSSY_RULES, VERIFY_RULES, verify_draft
 
 if TYPE_CHECKING:
     from specdec.models.load import LoadedModel
 
+__all__ = ["Engine", "GenerationResult", "Request", "SpeculativeDecoder", "StepReport"]
+
+Budget = Callable[[list[Sequence]], list[int | None]]   # draft nodes allowed per decoding request this step
+
 
 @dataclass
-class GenerationResult:
-    text: str
-    token_ids: list[int]                   # new tokens only (stop token excluded)
-    finish_reason: str                     # "stop" (EOS or stop string) or "length"
-    stats: GenerationStats
-    lossy: bool = False                    # True when a lossy verification rule produced this output
-    prompt_ids: list[int] = field(default_factory=list)
+class StepReport:
+    """What one step did (for metrics and tests)."""
+    decoding: int            # requests that drafted and were verified in this pass
+    prefilling: int          # requests whose prompt chunk rode in this pass
+    rows: int                # rows of the pass (roots, draft nodes, prompt tokens)
+    draft_tokens: int        # verifiable draft nodes proposed
+    accepted_tokens: int     # of which accepted
+    accepted_per_depth: list[int]   # accepted tokens at depth 1, 2, ...
+    drafts: int              # decoding requests with a non-empty draft
+    seconds: float
 
 
-class SpeculativeDecoder:
-    """Speculative decoding of `target` with `drafter` (None = vanilla)."""
+class Engine:
+    """Runs many requests on one target: `add` them, call `step` until `has_work` is False (or `run`)."""
 
-    def __init__(self, target: LoadedModel, drafter: Proposer | None = None, *, rule: str = "exact"):
+    def __init__(self, target: LoadedModel, *, rule: str = "exact", max_num_seqs: int = 8,
+                 max_num_batched_tokens: int = 2048, max_model_len: int | None = None, budget: Budget | None = None,
+                 on_step: Callable[[StepReport], None] | None = None):
         if rule not in VERIFY_RULES:
             raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
-        self.target, self.drafter, self.rule = target, drafter or NoDraft(), rule
+        _check_positive("max_num_seqs", max_num_seqs)
+        _check_positive("max_num_batched_tokens", max_num_batched_tokens)
+        if max_num_batched_tokens < max_num_seqs:
+            raise ConfigError(f"max_num_batched_tokens={max_num_batched_tokens} is below max_num_seqs={max_num_seqs}; "
+                              f"accepted: at least one row per running request")
+        rt = target.runtime
+        if max_model_len is not None:
+            _check_positive("max_model_len", max_model_len)
+        self.target, self.rule, self.budget, self.on_step = target, rule, budget, on_step
+        self.max_num_seqs, self.max_num_batched_tokens = max_num_seqs, max_num_batched_tokens
+        self.max_model_len = min(rt.max_context, max_model_len or rt.max_context)
+        self._pool = None                                        # allocated on first admission
+        self._free = list(range(max_num_seqs))
+        self.waiting: deque[Request] = deque()
+        self.running: list[Sequence] = []
+        self._aborted: set[str] = set()
 
-    def generate(self, prompt: str | list[int], max_new_tokens: int = 128, sampling: SamplingParams | None = None,
-                 *, chat: bool = True, stop: tuple[str, ...] = (),
-                 on_tokens: Callable[[list[int]], None] | None = None) -> GenerationResult:
-        sampling = sampling or SamplingParams()
-        prompt_ids = self.target.encode(prompt, chat=chat) if isinstance(prompt, str) else list(prompt)
-        self._check_lengths(prompt_ids, max_new_tokens)
-        rt, stats = self.target.runtime, GenerationStats(prompt_tokens=len(prompt_ids))
-        gen = _generator(sampling.seed)
-        t0 = time.perf_counter()
-        capacity = min(rt.max_context, len(prompt_ids) + max_new_tokens + 1)
-        cache = rt.new_cache(capacity)
-        self.drafter.begin(prompt_ids)
-        out = rt.forward(torch.tensor([prompt_ids[:-1]], device=rt.device), cache, logits="none",
-                         hidden_layers=self.drafter.hidden_layers) if len(prompt_ids) > 1 else None
-        hidden = {k: v[0] for k, v in out.hidden.items()} if out else {}
-        stats.prefill_seconds = time.perf_counter() - t0
-        tokens, new, finish = list(prompt_ids), [], "length"
-        while len(new) < max_new_tokens:
-            t1 = time.perf_counter()
-            room = capacity - cache.length - 1          # draft nodes that still fit after the root
-            state = DecodeState(tokens, sampling, gen, max_depth=min(max_new_tokens - len(new) - 1, room),
-                                max_nodes=room, hidden=hidden, cache=cache)
-            draft = self.drafter.propose(state)
-            t2 = time.perf_counter()
-            result, hidden = self._verify(draft, tokens[-1], cache, sampling, gen)
-            self.drafter.on_accept(result)
-            stats.draft_seconds += t2 - t1
-            stats.verify_seconds += time.perf_counter() - t2
-            stats.count(draft, result)
-            emitted, finish = self._stop(result.tokens, new, max_new_tokens, stop)
-            new += emitted
-            tokens += result.tokens
-            if on_tokens and emitted:
-                on_tokens(emitted)
-            if finish == "stop":
-                break
-        text = self.target.decode(new)
-        stats.new_tokens, stats.seconds = len(new), time.perf_counter() - t0
-        return GenerationResult(text, new, finish, stats, self.rule in LOSSY_RULES and not sampling.greedy,
-                                prompt_ids)
+    # -- requests in and out ------------------------------------------------------------------------------------
 
-    def _verify(self, draft: Draft, root: int, cache: Cache, sampling: SamplingParams,
-                gen: torch.Generator) -> tuple[VerifyResult, dict]:
-        """One target pass over [root, draft]; keep the root and the accepted path in the cache (scratch rows
-        are dropped: the verifier sees only the other nodes, the drafter the argmax at scratch rows)."""
-        rt, start = self.target.runtime, cache.length
-        ids = torch.cat([torch.tensor([root]), draft.tokens.cpu()]).unsqueeze(0).to(rt.device)
-        if draft.is_chain:
-            out = rt.forward(ids, cache, hidden_layers=self.drafter.hidden_layers)
-        else:
-            mask, positions = tree_inputs(draft.parents, start)
-            out = rt.forward(ids, cache, positions=positions.to(rt.device), tree_mask=mask,
-                             hidden_layers=self.drafter.hidden_layers)
-        logits, m = out.logits[0].float(), draft.size - draft.n_scratch    # [n+1, vocab]; verifiable nodes
-        # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
-        result = verify_draft(draft.verifiable(), logits[:m + 1], sampling, gen, self.rule, position=start + 1)
-        if draft.n_scratch:
-            result.scratch_argmax = logits[m + 1:].argmax(-1).cpu()
-        keep = [0] + [i + 1 for i in result.accepted_path]
-        cache.keep(start, keep)
-        rows = torch.tensor(keep, device=rt.device)
-        return result, {k: v[0, rows] for k, v in out.hidden.items()}
+    def add(self, request: Request) -> None:
+        """Queue a request (checked now: a request that cannot run is refused here, never mid-flight)."""
+        self.check(request.prompt_ids, request.max_new_tokens)
+        if not isinstance(request.sampling, SamplingParams):
+            raise ConfigError(f"sampling={request.sampling!r} is invalid; accepted: a SamplingParams")
+        self.waiting.append(request)
 
-    def _stop(self, step_tokens: list[int], new: list[int], max_new: int, stop: tuple[str, ...]):
-        """Tokens of this step to emit, and "stop" / "length" if the request ends within them."""
-        eos = self.target.eos_token_ids
-        for i, tok in enumerate(step_tokens):
-            if tok in eos:
-                return step_tokens[:i], "stop"
-            if len(new) + i + 1 >= max_new:
-                return step_tokens[:i + 1], "length"
-        if stop:
-            text = self.target.decode(new + step_tokens)
-            for s in stop:
-                if s in text:   # cut at the first token whose text completes the stop string
-                    for i in range(len(step_tokens)):
-                        if s in self.target.decode(new + step_tokens[:i + 1]):
-                            return step_tokens[:i + 1], "stop"
-        return step_tokens, "length"
-
-    def _check_lengths(self, prompt_ids: list[int], max_new_tokens: int) -> None:
+    def check(self, prompt_ids: list[int], max_new_tokens: int) -> None:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={max_new_tokens!r} is invalid; accepted: an integer >= 1")
         if not prompt_ids:
             raise ConfigError("the prompt is empty; accepted: at least one token")
         window = self.target.runtime.max_context
-        if len(prompt_ids) + max_new_tokens > window:
-            raise ContextLengthError(
-                f"prompt of {len(prompt_ids)} tokens + max_new_tokens={max_new_tokens} exceeds the context window "
-                f"of {window} tokens of {self.target.name}; shorten the prompt or lower max_new_tokens")
+        limit = min(window, self.max_model_len)
+        if len(prompt_ids) + max_new_tokens > limit:
+            what = (f"the context window of {window} tokens of {self.target.name}" if limit == window
+                    else f"the maximum model length of {limit} tokens")
+            raise ContextLengthError(f"prompt of {len(prompt_ids)} tokens + max_new_tokens={max_new_tokens} exceeds "
+                                     f"{what}; shorten the prompt or lower max_new_tokens")
+
+    def abort(self, request_id: str) -> None:
+        """Cancel a request: it leaves before the next step (finish reason "abort"), its slot freed."""
+        self._aborted.add(request_id)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    def run(self) -> list[GenerationResult]:
+        """Step until every queued request has finished; their results in the order they finished."""
+        done: list[GenerationResult] = []
+        while self.has_work:
+            done += self.step()
+        return done
+
+    # -- one step ---------------------------------------------------------------------------------------------
+
+    def step(self) -> list[GenerationResult]:
+        """Admit, draft, score every running request in one pass, verify and commit; the requests that ended."""
+        ended = self._retire_aborted()
+        self._admit()
+        started = time.perf_counter()
+        decoding = [s for s in self.running if not s.prefill_left]
+        jobs = [(s, self._propose(s, n)) for s, n in zip(decoding, self._budgets(decoding))]
+        segments = [self._decode_segment(s, draft) for s, draft in jobs]
+        rows = sum(seg.rows for seg in segments)
+        prefills = []
+        for s in (s for s in self.running if s.prefill_left):
+            n = min(s.prefill_left, self.max_num_batched_tokens - rows)
+            if n <= 0:
+                break
+            prompt = s.request.prompt_ids[s.prefilled:s.prefilled + n]
+            segments.append(Segment(torch.tensor([prompt]), s.cache, logits="none"))
+            prefills.append((s, n))
+            rows += n
+        if not segments:
+            return ended
+        layers = tuple(sorted({i for s in self.running for i in s.drafter.hidden_layers}))
+        outs = self.target.runtime.forward_batch(segments, hidden_layers=layers)
+        report = StepReport(len(jobs), len(prefills), rows, 0, 0, [], 0, 0.0)
+        for (s, draft), seg, out in zip(jobs, segments, outs):
+            self._commit(s, draft, seg, out, report)
+        for (s, n), out in zip(prefills, outs[len(jobs):]):
+            s.add_prefill(n, {k: out.hidden[k][0] for k in s.drafter.hidden_layers})
+        report.seconds = time.perf_counter() - started
+        for s, _ in jobs:
+            s.stats.verify_seconds += report.seconds      # every request waited for the whole pass
+        if self.on_step:
+            self.on_step(report)
+        return ended + self._retire_finished()
+
+    def _budgets(self, decoding: list[Sequence]) -> list[int | None]:
+        """Draft nodes each decoding request may propose: the budget policy's choice, within a fair share of the
+        pass's rows (so prompts still get their chunks) and within the request's cache room."""
+        if not decoding:
+            return []
+        chosen = self.budget(decoding) if self.budget else [None] * len(decoding)
+        spare = self.max_num_batched_tokens - len(decoding)           # rows beyond the roots
+        if any(s.prefill_left for s in self.running):
+            spare //= 2                                               # the other half for prompt chunks
+        share = max(0, spare // len(decoding))
+        return [share if n is None else min(n, share) for n in chosen]
+
+    def _propose(self, s: Sequence, budget: int) -> Draft:
+        """The request's draft within `budget` nodes, its cache room and its remaining tokens."""
+        t0 = time.perf_counter()
+        room = self.max_model_len - s.cache.length - 1                # draft nodes that still fit after the root
+        left = s.request.max_new_tokens - len(s.new) - 1
+        state = DecodeState(s.tokens, s.sampling, s.generator, max_depth=min(left, room),
+                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache)
+        draft = s.drafter.propose(state) if state.max_nodes > 0 else _empty()     # budget 0: no drafting cost
+        s.stats.draft_seconds += time.perf_counter() - t0
+        return draft
+
+    def _decode_segment(self, s: Sequence, draft: Draft) -> Segment:
+        rt = self.target.runtime
+        ids = torch.cat([torch.tensor([s.tokens[-1]]), draft.tokens.cpu()]).unsqueeze(0)
+        if draft.is_chain:
+            return Segment(ids, s.cache)
+        mask, positions = tree_inputs(draft.parents, s.cache.length)
+        return Segment(ids, s.cache, positions.to(rt.device), mask)
+
+    def _commit(self, s: Sequence, draft: Draft, seg: Segment, out, report: StepReport) -> None:
+        """Verify a request's draft on its rows, keep the root and the accepted path in its slot, emit."""
+        start = s.cache.length - seg.rows                             # the pass advanced the slot by its rows
+        logits, m = out.logits[0].float(), draft.size - draft.n_scratch   # [n+1, vocab]; verifiable nodes
+        # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
+        result = verify_draft(draft.verifiable(), logits[:m + 1], s.sampling, s.generator, self.rule,
+                              position=start + 1)
+        if draft.n_scratch:
+            result.scratch_argmax = logits[m + 1:].argmax(-1).cpu()
+        keep = [0] + [i + 1 for i in result.accepted_path]
+        s.cache.keep(start, keep)
+        rows = torch.tensor(keep, device=logits.device)
+        s.hidden = {k: out.hidden[k][0, rows] for k in s.drafter.hidden_layers}
+        s.drafter.on_accept(result)
+        s.stats.count(draft, result)
+        _report(report, draft, result)
+        s.tokens += result.tokens
+        emitted, finish = cut_at_stop(result.tokens, s.new, s.request.max_new_tokens, s.request.stop,
+                                      self.target.eos_token_ids, self.target.decode)
+        s.emit(emitted, finish)
+
+    # -- slots ------------------------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.waiting and self._free:
+            request = self.waiting.popleft()
+            if request.request_id in self._aborted:
+                self._aborted.discard(request.request_id)
+                continue
+            if self._pool is None:
+                self._pool = self.target.runtime.new_cache(self.max_model_len, batch=self.max_num_seqs)
+            slot = self._free.pop(0)
+            cache = self._pool.slot(slot) if hasattr(self._pool, "slot") else self.target.runtime.new_cache(
+                self.max_model_len)                                   # runtimes without shared slots
+            s = Sequence(request, slot, cache)
+            s.drafter.begin(list(request.prompt_ids))
+            self.running.append(s)
+
+    def _retire_aborted(self) -> list[GenerationResult]:
+        """Aborted requests leave: queued ones without running, running ones with what they emitted so far."""
+        ended = []
+        if self._aborted:
+            for r in [r for r in self.waiting if r.request_id in self._aborted]:
+                self.waiting.remove(r)
+                ended.append(self._never_started(r))
+            for s in self.running:
+                if s.request_id in self._aborted and s.finish_reason is None:
+                    s.finish("abort")
+            self._aborted.clear()
+        return ended + self._retire_finished()
+
+    def _never_started(self, request: Request) -> GenerationResult:
+        s = Sequence(request, -1, None)
+        s.finish("abort")
+        return s.result("", lossy=False)
+
+    def _retire_finished(self) -> list[GenerationResult]:
+        done = [s for s in self.running if s.finish_reason is not None]
+        self.running = [s for s in self.running if s.finish_reason is None]
+        for s in done:
+            self._free.append(s.slot)
+            self._free.sort()
+        lossy = lambda s: self.rule in LOSSY_RULES and not s.sampling.greedy  # noqa: E731
+        return [s.result(self.target.decode(s.new), lossy(s)) for s in done]
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    """This request's own random stream: seeded, or from fresh OS entropy (never the process-wide torch RNG)."""
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-    return gen
+class SpeculativeDecoder:
+    """Speculative decoding of `target` with `drafter` (None = vanilla): one request at a time (`generate`), or
+    several at once in one batch (`generate_many`, each request with its own drafter from `drafter.fork()`)."""
+
+    def __init__(self, target: LoadedModel, drafter: Proposer | None = None, *, rule: str = "exact"):
+        if rule not in VERIFY_RULES:
+            raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
+        self.target, self.drafter, self.rule = target, drafter, rule
+
+    def generate(self, prompt: str | list[int], max_new_tokens: int = 128, sampling: SamplingParams | None = None,
+                 *, chat: bool = True, stop: tuple[str, ...] = (),
+                 on_tokens: Callable[[list[int]], None] | None = None) -> GenerationResult:
+        """One request: the batch-of-one case of the engine's loop, with a cache sized for this request."""
+        prompt_ids = self.target.encode(prompt, chat=chat) if isinstance(prompt, str) else list(prompt)
+        engine = Engine(self.target, rule=self.rule, max_num_seqs=1, max_num_batched_tokens=_whole(prompt_ids),
+                        max_model_len=len(prompt_ids) + _as_int(max_new_tokens) + 1)
+        engine.check(prompt_ids, max_new_tokens)        # against the model's window, before anything runs
+        engine.add(Request(prompt_ids, max_new_tokens, sampling or SamplingParams(), tuple(stop), self.drafter,
+                           on_tokens))
+        return engine.run()[0]
+
+    def generate_many(self, prompts: list[str | list[int]], max_new_tokens: int = 128,
+                      sampling: SamplingParams | list[SamplingParams] | None = None, *, chat: bool = True,
+                      stop: tuple[str, ...] = (), max_num_seqs: int = 8) -> list[GenerationResult]:
+        """Several requests decoded together, up to `max_num_seqs` at a time; results in the order of `prompts`."""
+        samplings = sampling if isinstance(sampling, list) else [sampling or SamplingParams()] * len(prompts)
+        if len(samplings) != len(prompts):
+            raise ConfigError(f"{len(samplings)} sampling settings for {len(prompts)} prompts; accepted: one, or "
+                              f"one per prompt")
+        ids = [self.target.encode(p, chat=chat) if isinstance(p, str) else list(p) for p in prompts]
+        engine = Engine(self.target, rule=self.rule, max_num_seqs=max(1, min(max_num_seqs, len(ids))),
+                        max_num_batched_tokens=max(2048, max_num_seqs),
+                        max_model_len=max(len(p) for p in ids) + _as_int(max_new_tokens) + 1 if ids else None)
+        requests = [Request(p, max_new_tokens, s, tuple(stop), self._drafter_for_another()) for p, s in
+                    zip(ids, samplings)]
+        for r in requests:
+            engine.add(r)
+        by_id = {r.request_id: r for r in engine.run()}
+        return [by_id[r.request_id] for r in requests]
+
+    def _drafter_for_another(self) -> Proposer | None:
+        if self.drafter is None:
+            return None
+        fork = getattr(self.drafter, "fork", None)
+        if fork is None:
+            raise ConfigError(f"drafter {type(self.drafter).__name__} has no fork(): it cannot serve several requests "
+                              f"at once; accepted: a drafter with fork() (every built-in method), or generate()")
+        return fork()
+
+
+def _empty() -> Draft:
+    return Draft.chain(torch.zeros(0, dtype=torch.long))
+
+
+def _whole(prompt_ids: list[int]) -> int:
+    """A pass budget that prefills any prompt in one chunk (a batch of one has nobody to keep waiting)."""
+    return max(len(prompt_ids), 1) + 4096
+
+
+def _as_int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r} is invalid; accepted: an integer >= 1")
+
+
+def _report(report: StepReport, draft: Draft, result) -> None:
+    n = draft.size - draft.n_scratch
+    report.draft_tokens += n
+    report.drafts += n > 0
+    report.accepted_tokens += result.n_accepted
+    while len(report.accepted_per_depth) < result.n_accepted:
+        report.accepted_per_depth.append(0)
+    for d in range(result.n_accepted):
+        report.accepted_per_depth[d] += 1

@@ -1,0 +1,118 @@
+"""A request and its running state in the engine: what was asked, where its KV cache lives, what it has emitted.
+
+A `Request` is what a caller submits (prompt ids, limits, sampling, stop strings, its own drafter). The engine
+turns it into a `Sequence` when it takes a slot: committed tokens, prefill progress, the target hidden states
+its drafter reads, its random stream and seed, and its statistics. `GenerationResult` is what a finished
+sequence hands back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from uuid import uuid4
+
+import torch
+from torch import Tensor
+
+from specdec.config import SamplingParams
+from specdec.drafters.base import NoDraft, Proposer
+from specdec.models.runtime import Cache
+from specdec.types import GenerationStats
+
+
+@dataclass
+class Request:
+    prompt_ids: list[int]
+    max_new_tokens: int = 128
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()                         # stop strings (the output is cut after the first one)
+    drafter: Proposer | None = None                    # this request's own drafter; None: vanilla decoding
+    on_tokens: Callable[[list[int]], None] | None = None   # called with each step's emitted tokens
+    request_id: str = field(default_factory=lambda: uuid4().hex)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]                   # new tokens only (stop token excluded)
+    finish_reason: str                     # "stop" (EOS or stop string), "length" or "abort" (cancelled)
+    stats: GenerationStats
+    lossy: bool = False                    # True when a lossy verification rule produced this output
+    prompt_ids: list[int] = field(default_factory=list)
+    request_id: str = ""
+
+
+class Sequence:
+    """A request running in the engine, in slot `slot` of the shared cache (`cache` is that slot's view).
+
+    Until its prompt is in the cache (all but its last token, the first *root*) it is prefilling, a chunk per
+    step; then each step drafts, is verified and commits. The cache holds every committed token but the root.
+    """
+
+    def __init__(self, request: Request, slot: int, cache: Cache):
+        self.request, self.slot, self.cache = request, slot, cache
+        self.drafter = request.drafter or NoDraft()
+        seed = request.sampling.seed if request.sampling.seed is not None else fresh_seed()
+        self.sampling = replace(request.sampling, seed=seed)      # one seed for the whole request
+        self.generator = torch.Generator().manual_seed(seed)
+        self.tokens = list(request.prompt_ids)                    # committed tokens, prompt first
+        self.new: list[int] = []                                  # emitted tokens (after stop cuts)
+        self.prefilled = 0                                        # prompt tokens already in the cache
+        self.hidden: dict[int, Tensor] = {}                       # layer -> [k, hidden] for the drafter
+        self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
+        self.finish_reason: str | None = None
+        self.started = time.perf_counter()
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def prefill_left(self) -> int:
+        """Prompt tokens (all but the last) not yet in the cache."""
+        return len(self.request.prompt_ids) - 1 - self.prefilled
+
+    def add_prefill(self, n: int, hidden: dict[int, Tensor]) -> None:
+        """n more prompt tokens are in the cache; hidden: their rows [n, hidden] of the drafter's layers."""
+        self.prefilled += n
+        self.hidden = {k: torch.cat([self.hidden[k], v]) if k in self.hidden else v for k, v in hidden.items()}
+        if not self.prefill_left:
+            self.stats.prefill_seconds = time.perf_counter() - self.started
+
+    def emit(self, tokens: list[int], finish: str | None) -> None:
+        self.new += tokens
+        if tokens and self.request.on_tokens:
+            self.request.on_tokens(tokens)
+        if finish is not None:
+            self.finish(finish)
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        self.stats.new_tokens, self.stats.seconds = len(self.new), time.perf_counter() - self.started
+
+    def result(self, text: str, lossy: bool) -> GenerationResult:
+        return GenerationResult(text, self.new, self.finish_reason or "abort", self.stats, lossy,
+                                list(self.request.prompt_ids), self.request_id)
+
+
+def fresh_seed() -> int:
+    """A seed from OS entropy (62 bits), for a request that brings none: the process-wide RNG is never used."""
+    return int.from_bytes(os.urandom(8), "little") >> 2
+
+
+def cut_at_stop(step_tokens: list[int], new: list[int], max_new: int, stop: tuple[str, ...], eos: set[int],
+                decode: Callable[[list[int]], str]) -> tuple[list[int], str | None]:
+    """The tokens of this step to emit after `new`, and "stop" / "length" if the request ends within them (None
+    if it goes on). An end-of-sequence token is not emitted; a stop string's last token is."""
+    found = bool(stop) and any(s in decode(new + step_tokens) for s in stop)   # one decode per step at most,
+    for i, tok in enumerate(step_tokens):                                       # more only when a stop is near
+        if tok in eos:
+            return step_tokens[:i], "stop"
+        if found and any(s in decode(new + step_tokens[:i + 1]) for s in stop):
+            return step_tokens[:i + 1], "stop"
+        if len(new) + i + 1 >= max_new:
+            return step_tokens[:i + 1], "length"
+    return step_tokens, None
