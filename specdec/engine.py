@@ -175,7 +175,7 @@ class Engine:
         room = self.max_model_len - s.cache.length - 1                # draft nodes that still fit after the root
         left = s.request.max_new_tokens - len(s.new) - 1
         state = DecodeState(s.tokens, s.sampling, s.generator, max_depth=min(left, room),
-                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache)
+                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room)
         draft = s.drafter.propose(state) if state.max_nodes > 0 else _empty()     # budget 0: no drafting cost
         s.stats.draft_seconds += time.perf_counter() - t0
         return draft

@@ -20,7 +20,9 @@ class DecodeState:
     ``tokens``: all committed tokens, prompt first; the last one is the *root* the draft continues.
     ``hidden``: target hidden states (layers the drafter asked for in ``hidden_layers``) at the positions
     committed by the last target pass, [k, hidden] each (the prompt after prefill; then the previous root and
-    the accepted tokens). ``max_depth`` and ``max_nodes`` bound the draft (remaining tokens, cache room).
+    the accepted tokens). ``max_depth`` and ``max_nodes`` bound this step's draft (remaining tokens; the draft
+    budget the engine chose for this step within the cache room). ``room``: positions the request may still
+    add after the root (size a drafter's own caches by it, not by this step's budget).
     ``cache`` is the target's KV cache holding every committed token but the root; a self-speculative drafter
     may run the target on it (e.g. with some layers skipped) but must leave ``cache.length`` as it found it.
     """
@@ -32,6 +34,11 @@ class DecodeState:
     max_nodes: int
     hidden: dict[int, Tensor] = field(default_factory=dict)
     cache: Cache | None = None
+    room: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.room is None:
+            self.room = self.max_nodes
 
 
 @runtime_checkable

@@ -94,7 +94,7 @@ class DraftModelDrafter:
         if depth <= 0:
             self._depth = 0
             return Draft.chain(torch.zeros(0, dtype=torch.long))
-        logits = self._catch_up(state.tokens, room=state.max_nodes + 1)   # the whole request fits from the start
+        logits = self._catch_up(state.tokens, room=state.room + 1)   # the whole request fits from the start
         draft = (self._chain(logits, depth, state, started) if self.branches == 1
                  else self._tree(logits, depth, state))
         self.cache.crop(len(self.cached))                # forget draft positions; the root stays cached

@@ -68,7 +68,7 @@ class EagleDrafter:
             return
         s = self.net.shape
         if self.cache is None:
-            cap = min(s.max_context, len(state.tokens) + state.max_nodes + self.depth * self.topk + 2)
+            cap = min(s.max_context, len(state.tokens) + state.room + self.depth * self.topk + 2)
             self.cache = KVCache(1, s.kv_heads, s.head_dim, cap, dtype=feats.dtype, device=feats.device)
         k = feats.shape[0]
         nxt = torch.tensor(state.tokens[self.entries + 1:self.entries + k + 1], device=feats.device)
