@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -55,7 +56,25 @@ class Proposer(Protocol):
         """The verifier's decision on the last draft: roll caches forward / back, adapt the draft length."""
 
 
-class NoDraft:
+class Forkable:
+    """fork(): a drafter of the same method for another request, so that many requests decode at once.
+
+    The copy shares what is the same for every request (weights, datastores, measured costs, calibrations);
+    the attributes named in `per_request`, state that begin(), propose() or on_accept() change in place (an
+    adaptive length, an acceptance counter, an n-gram index), are deep-copied. begin() then starts its request.
+    State that begin() assigns afresh needs no listing.
+    """
+
+    per_request: tuple[str, ...] = ()
+
+    def fork(self):
+        new = copy.copy(self)
+        for name in self.per_request:
+            setattr(new, name, copy.deepcopy(getattr(self, name)))
+        return new
+
+
+class NoDraft(Forkable):
     """Vanilla decoding as a drafter: proposes nothing, so every step is one target token."""
 
     hidden_layers: tuple[int, ...] = ()

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.cost import CostCurve, fit_costs
 from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
@@ -42,7 +42,8 @@ def check_same_vocabulary(target, draft) -> None:
                           f"same family)")
 
 
-class DraftModelDrafter:
+class DraftModelDrafter(Forkable):
+    per_request = ("schedule",)
     hidden_layers: tuple[int, ...] = ()
 
     def __init__(self, draft, *, num_draft: int = 4, adaptive: bool = True, branches: int = 1, width: int = 4,

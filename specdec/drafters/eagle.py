@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.cost import CostCurve, best_size, fit_costs
 from specdec.drafters.trained import load_trained
 from specdec.errors import ConfigError
@@ -29,7 +29,7 @@ from specdec.kv import KVCache
 from specdec.types import Draft, VerifyResult
 
 
-class EagleDrafter:
+class EagleDrafter(Forkable):
     def __init__(self, net: EagleNet, embed: Tensor, *, depth: int = 6, topk: int = 4, nodes: int = 16,
                  costs: CostCurve | None = None):
         for name, v in (("depth", depth), ("topk", topk), ("nodes", nodes)):

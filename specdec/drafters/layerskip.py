@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.schedule import DraftLength
 from specdec.drafters.skip_search import Policy, SkipChoice, choose_skip_set
 from specdec.errors import ConfigError
@@ -32,7 +32,8 @@ from specdec.verify.probs import logits_to_probs, sample
 DEFAULT_THRESHOLD = 0.6     # used with a hand-given, forced skip set (no calibration run)
 
 
-class LayerSkipDrafter:
+class LayerSkipDrafter(Forkable):
+    per_request = ("schedule",)
     hidden_layers: tuple[int, ...] = ()
 
     def __init__(self, runtime: LlamaRuntime, skip: tuple[int, ...], threshold: float, schedule: DraftLength,

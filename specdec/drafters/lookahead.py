@@ -22,7 +22,7 @@ import random
 import torch
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.pld import trie_draft
 from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
@@ -85,7 +85,8 @@ class Window:
         return grams
 
 
-class LookaheadDrafter:
+class LookaheadDrafter(Forkable):
+    per_request = ("schedule",)
     hidden_layers: tuple[int, ...] = ()
 
     def __init__(self, window: int = 5, ngram: int = 4, max_verify: int = 5, adaptive: bool = False,

@@ -18,7 +18,7 @@ import math
 import torch
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.cost import best_size, fit_costs
 from specdec.drafters.trained import load_trained
 from specdec.errors import ConfigError
@@ -42,7 +42,7 @@ def tree_from_accuracies(accuracy: list[list[float]], nodes: int) -> list[tuple[
     return paths
 
 
-class MedusaDrafter:
+class MedusaDrafter(Forkable):
     hidden_layers: tuple[int, ...] = (-1,)
 
     def __init__(self, net: MedusaNet, paths: list[tuple[int, ...]], values: list[float] | None = None):

@@ -16,7 +16,7 @@ from collections import defaultdict
 import torch
 
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.cost import CostCurve, fit_costs, worth_verifying
 from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
@@ -53,7 +53,8 @@ class NgramIndex:
         return 0, []
 
 
-class PromptLookupDrafter:
+class PromptLookupDrafter(Forkable):
+    per_request = ("schedule", "acceptance")
     hidden_layers: tuple[int, ...] = ()
 
     # Defaults from a sweep on this CPU (docs/drafters.md): matches shorter than 3 tokens were right too rarely to

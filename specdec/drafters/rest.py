@@ -14,19 +14,20 @@ from pathlib import Path
 from specdec.datastore import Datastore, check_vocabulary, load_datastore, retrieve
 from specdec.datastore.store import BUILD_COMMAND
 from specdec.drafters import register
-from specdec.drafters.base import DecodeState
+from specdec.drafters.base import DecodeState, Forkable
 from specdec.drafters.pld import trie_draft
 from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
 
 
-class RestDrafter:
+class RestDrafter(Forkable):
     """Draft trees retrieved from a datastore (a directory or a loaded Datastore).
 
     max_suffix / min_suffix: context suffix lengths tried (longest first); max_candidates: occurrences sampled;
     depth: initial tree depth (adapts between 1 and max_depth when adaptive); max_nodes: tree size budget.
     """
+    per_request = ("schedule",)
 
     hidden_layers: tuple[int, ...] = ()
 

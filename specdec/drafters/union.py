@@ -51,6 +51,10 @@ class UnionDrafter:
         self._maps: list[list[int | None]] = []                  # per member: its node -> merged node
         self._drafts: list[Draft] = []
 
+    def fork(self) -> UnionDrafter:
+        """The union for another request: each member forked (weights shared, per-request state its own)."""
+        return UnionDrafter([(name, m.fork()) for name, m in self.members], self.costs)
+
     def begin(self, prompt_ids: list[int]) -> None:
         for _, m in self.members:
             m.begin(prompt_ids)
