@@ -32,7 +32,7 @@ from specdec.models.runtime import Segment
 from specdec.sequence import GenerationResult, Request, Sequence, cut_at_stop
 from specdec.tree import tree_inputs
 from specdec.types import Draft
-from specdec.verify import LOSSY_RULES, VERIFY_RULES, verify_draft
+from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, VERIFY_RULES, verify_draft
 
 if TYPE_CHECKING:
     from specdec.models.load import LoadedModel
@@ -174,8 +174,10 @@ class Engine:
         t0 = time.perf_counter()
         room = self.max_model_len - s.cache.length - 1                # draft nodes that still fit after the root
         left = s.request.max_new_tokens - len(s.new) - 1
+        seeded = self.rule in SEED_STABLE_RULES and not s.sampling.greedy
         state = DecodeState(s.tokens, s.sampling, s.generator, max_depth=min(left, room),
-                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room)
+                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room,
+                            noise_seed=s.sampling.seed if seeded else None)
         draft = s.drafter.propose(state) if state.max_nodes > 0 else _empty()     # budget 0: no drafting cost
         s.stats.draft_seconds += time.perf_counter() - t0
         return draft

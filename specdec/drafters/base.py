@@ -12,6 +12,8 @@ from torch import Tensor
 from specdec.config import SamplingParams
 from specdec.models.runtime import Cache
 from specdec.types import Draft, VerifyResult
+from specdec.verify.probs import sample
+from specdec.verify.seeded import sample_seeded
 
 
 @dataclass
@@ -36,10 +38,21 @@ class DecodeState:
     hidden: dict[int, Tensor] = field(default_factory=dict)
     cache: Cache | None = None
     room: int | None = None
+    noise_seed: int | None = None       # set when the rule samples with position-keyed noise (rule "exact")
 
     def __post_init__(self) -> None:
         if self.room is None:
             self.room = self.max_nodes
+
+    def sample(self, probs: Tensor, depth: int) -> int:
+        """A sampled proposal from probs [vocab] for the node at `depth` (1 = a child of the root). Under
+        position-keyed noise it uses the request's noise at that node's position, so it equals the target's own
+        sample there whenever both distributions put the noisy argmax on the same token; otherwise it draws
+        from the request's generator."""
+        if self.noise_seed is None:
+            return int(sample(probs, self.generator))
+        position = torch.tensor([len(self.tokens) + depth - 1])
+        return int(sample_seeded(probs.unsqueeze(0), self.noise_seed, position)[0])
 
 
 @runtime_checkable

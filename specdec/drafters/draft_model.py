@@ -27,7 +27,7 @@ from specdec.drafters.schedule import DraftLength
 from specdec.errors import ConfigError
 from specdec.tree import tree_inputs
 from specdec.types import Draft, VerifyResult
-from specdec.verify import logits_to_probs, sample
+from specdec.verify import logits_to_probs
 
 
 def check_same_vocabulary(target, draft) -> None:
@@ -107,7 +107,7 @@ class DraftModelDrafter(Forkable):
         reach, expected, best_n, best_rate, step_s = 1.0, 1.0, 0, 0.0, 0.0
         for i in range(depth):
             p = logits_to_probs(logits, state.sampling)                    # [vocab]
-            tok = int(p.argmax()) if state.sampling.greedy else int(sample(p, state.generator))
+            tok = int(p.argmax()) if state.sampling.greedy else state.sample(p, depth=i + 1)
             tokens.append(tok)
             probs.append(p)
             if curve is not None:

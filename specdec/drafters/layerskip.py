@@ -27,7 +27,7 @@ from specdec.drafters.skip_search import Policy, SkipChoice, choose_skip_set
 from specdec.errors import ConfigError
 from specdec.models.llama import LlamaRuntime
 from specdec.types import Draft, VerifyResult
-from specdec.verify.probs import logits_to_probs, sample
+from specdec.verify.probs import logits_to_probs
 
 DEFAULT_THRESHOLD = 0.6     # used with a hand-given, forced skip set (no calibration run)
 
@@ -77,7 +77,7 @@ class LayerSkipDrafter(Forkable):
                     dist = logits_to_probs(logits, state.sampling)                           # [vocab]
                     if float(dist.max()) < self.threshold:                                   # before drawing
                         break
-                    tok = int(sample(dist, state.generator))
+                    tok = state.sample(dist, depth=len(tokens) + 1)
                     probs.append(dist.cpu())
                 tokens.append(tok)
         finally:

@@ -97,3 +97,18 @@ def test_draft_needs_a_model_option(pair):
     from specdec.drafters import make_drafter
     with pytest.raises(ConfigError, match="-o model=NAME"):
         make_drafter("draft", pair[0], {})
+
+
+def test_sampled_proposals_share_the_requests_noise_under_the_exact_rule(pair):
+    """A draft model equal to the target proposes, at each position, the very token the target samples there
+    (same distribution, same position-keyed noise): every draft token is accepted while sampling. Drawn from
+    the generator instead (rule "rejection"), the same draft is accepted less often."""
+    target, hf = pair
+    sampling = SamplingParams(temperature=1.0, seed=3)
+    same = SpeculativeDecoder(target, DraftModelDrafter(noisy_copy(hf, 0.0), num_draft=4, adaptive=False))
+    res = same.generate([1, 2, 3], 25, sampling)
+    assert res.stats.acceptance.rates[:4] == [1.0] * 4
+    assert res.token_ids == SpeculativeDecoder(target).generate([1, 2, 3], 25, sampling).token_ids
+    noisy = lambda: DraftModelDrafter(noisy_copy(hf, 0.5, seed=1), num_draft=4, adaptive=False)  # noqa: E731
+    coupled = SpeculativeDecoder(target, noisy()).generate([1, 2, 3], 60, sampling).stats.mean_accepted_length
+    assert coupled > 1.0
