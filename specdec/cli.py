@@ -4,20 +4,10 @@ parsing and printing only; the work happens in the library."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from specdec.commands import key_value
 from specdec.errors import SpecdecError
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", required=True)
     _add_model_args(g)
     g.add_argument("--method", default="vanilla", help="drafting method (see `specdec methods`); default vanilla")
-    g.add_argument("-o", "--method-option", dest="options", action="append", type=_option, default=[],
+    g.add_argument("-o", "--method-option", dest="options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="drafter option, e.g. -o num_draft=6 (repeatable)")
     g.add_argument("--rule", default="exact", help="verification rule: exact (lossless, seed-stable, default), rejection (lossless rejection "
                         "sampling) or typical (lossy)")
@@ -84,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_datastore_arguments(d)
 
     from specdec.commands.train import add_train_arguments
-    t = sub.add_parser("train", help="train an eagle, medusa or distilled drafter for a target")
+    t = sub.add_parser("train", help="train a drafter for a target (kinds: specdec train --help)")
     add_train_arguments(t)
     return parser
 

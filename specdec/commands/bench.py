@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specdec.config import SamplingParams
 from specdec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from specdec.bench.harness import BenchConfig
 
 
 def add_bench_arguments(p) -> None:

@@ -7,19 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
+from specdec.commands import key_value
 from specdec.errors import ConfigError
 
 ANALYSES = ("lookup-bound", "near-ties", "q4-fidelity")
-
-
-def _key_value(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def _common(p: argparse.ArgumentParser, run_help: str) -> None:
@@ -43,7 +34,7 @@ def build_analyze_parser() -> argparse.ArgumentParser:
     _common(lb, "a greedy specdec bench --out directory")
     lb.add_argument("--cost-curve", type=Path, required=True, metavar="FILE",
                     help="JSON written by specdec cost-curve --out")
-    lb.add_argument("--pld-option", dest="pld_options", action="append", type=_key_value, default=[],
+    lb.add_argument("--pld-option", dest="pld_options", action="append", type=key_value, default=[],
                     metavar="KEY=VALUE", help="option of the replayed pld, e.g. min_ngram=2 (values as JSON; default: "
                                               "the run's pld options)")
     nt = _sub(sub, "near-ties", "top-2 logit gaps of greedy decisions against 1-row vs k-row rounding differences")
