@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,7 +31,7 @@ from specdec.errors import ConfigError, ContextLengthError
 from specdec.models.runtime import Segment
 from specdec.sequence import GenerationResult, Request, Sequence, cut_at_stop
 from specdec.tree import tree_inputs
-from specdec.types import Draft
+from specdec.types import AcceptanceCounter, Draft
 from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, VERIFY_RULES, verify_draft
 
 if TYPE_CHECKING:
@@ -48,11 +48,27 @@ class StepReport:
     decoding: int            # requests that drafted and were verified in this pass
     prefilling: int          # requests whose prompt chunk rode in this pass
     rows: int                # rows of the pass (roots, draft nodes, prompt tokens)
-    draft_tokens: int        # verifiable draft nodes proposed
-    accepted_tokens: int     # of which accepted
-    accepted_per_depth: list[int]   # accepted tokens at depth 1, 2, ...
-    drafts: int              # decoding requests with a non-empty draft
-    seconds: float
+    acceptance: AcceptanceCounter = field(default_factory=AcceptanceCounter)   # this step's drafts, by depth
+    draft_tokens: int = 0    # verifiable draft nodes proposed (a tree's siblings included)
+    seconds: float = 0.0
+
+    def count(self, draft: Draft, result) -> None:
+        self.acceptance.update(draft, result)
+        self.draft_tokens += draft.size - draft.n_scratch
+
+    @property
+    def drafts(self) -> int:
+        """Decoding requests with a non-empty draft."""
+        return self.acceptance.proposed[0] if self.acceptance.proposed else 0
+
+    @property
+    def accepted_tokens(self) -> int:
+        return sum(self.acceptance.accepted)
+
+    @property
+    def accepted_per_depth(self) -> list[int]:
+        """Accepted draft tokens at depth 1, 2, ..."""
+        return list(self.acceptance.accepted)
 
 
 class Engine:
@@ -145,7 +161,7 @@ class Engine:
             return ended
         layers = tuple(sorted({i for s in self.running for i in s.drafter.hidden_layers}))
         outs = self.target.runtime.forward_batch(segments, hidden_layers=layers)
-        report = StepReport(len(jobs), len(prefills), rows, 0, 0, [], 0, 0.0)
+        report = StepReport(len(jobs), len(prefills), rows)
         for (s, draft), seg, out in zip(jobs, segments, outs):
             self._commit(s, draft, seg, out, report)
         for (s, n), out in zip(prefills, outs[len(jobs):]):
@@ -205,7 +221,7 @@ class Engine:
         s.hidden = {k: out.hidden[k][0, rows] for k in s.drafter.hidden_layers}
         s.drafter.on_accept(result)
         s.stats.count(draft, result)
-        _report(report, draft, result)
+        report.count(draft, result)
         s.tokens += result.tokens
         emitted, finish = cut_at_stop(result.tokens, s.new, s.request.max_new_tokens, s.request.stop,
                                       self.target.eos_token_ids, self.target.decode)
@@ -219,12 +235,13 @@ class Engine:
             if request.request_id in self._aborted:
                 self._aborted.discard(request.request_id)
                 continue
+            started = time.perf_counter()
             if self._pool is None:
                 self._pool = self.target.runtime.new_cache(self.max_model_len, batch=self.max_num_seqs)
             slot = self._free.pop(0)
             cache = self._pool.slot(slot) if hasattr(self._pool, "slot") else self.target.runtime.new_cache(
                 self.max_model_len)                                   # runtimes without shared slots
-            s = Sequence(request, slot, cache)
+            s = Sequence(request, slot, cache, started)
             s.drafter.begin(list(request.prompt_ids))
             self.running.append(s)
 
@@ -244,7 +261,7 @@ class Engine:
     def _never_started(self, request: Request) -> GenerationResult:
         s = Sequence(request, -1, None)
         s.finish("abort")
-        return s.result("", lossy=False)
+        return s.result(self.target.decode, lossy=False)
 
     def _retire_finished(self) -> list[GenerationResult]:
         done = [s for s in self.running if s.finish_reason is not None]
@@ -253,7 +270,7 @@ class Engine:
             self._free.append(s.slot)
             self._free.sort()
         lossy = lambda s: self.rule in LOSSY_RULES and not s.sampling.greedy  # noqa: E731
-        return [s.result(self.target.decode(s.new), lossy(s)) for s in done]
+        return [s.result(self.target.decode, lossy(s)) for s in done]
 
 
 class SpeculativeDecoder:
@@ -322,14 +339,3 @@ def _as_int(value) -> int:
 def _check_positive(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value!r} is invalid; accepted: an integer >= 1")
-
-
-def _report(report: StepReport, draft: Draft, result) -> None:
-    n = draft.size - draft.n_scratch
-    report.draft_tokens += n
-    report.drafts += n > 0
-    report.accepted_tokens += result.n_accepted
-    while len(report.accepted_per_depth) < result.n_accepted:
-        report.accepted_per_depth.append(0)
-    for d in range(result.n_accepted):
-        report.accepted_per_depth[d] += 1

@@ -52,7 +52,7 @@ class Sequence:
     step; then each step drafts, is verified and commits. The cache holds every committed token but the root.
     """
 
-    def __init__(self, request: Request, slot: int, cache: Cache):
+    def __init__(self, request: Request, slot: int, cache: Cache | None, started: float | None = None):
         self.request, self.slot, self.cache = request, slot, cache
         self.drafter = request.drafter or NoDraft()
         seed = request.sampling.seed if request.sampling.seed is not None else fresh_seed()
@@ -64,7 +64,7 @@ class Sequence:
         self.hidden: dict[int, Tensor] = {}                       # layer -> [k, hidden] for the drafter
         self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
         self.finish_reason: str | None = None
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started     # admission (cache set-up included)
 
     @property
     def request_id(self) -> str:
@@ -91,9 +91,11 @@ class Sequence:
 
     def finish(self, reason: str) -> None:
         self.finish_reason = reason
-        self.stats.new_tokens, self.stats.seconds = len(self.new), time.perf_counter() - self.started
 
-    def result(self, text: str, lossy: bool) -> GenerationResult:
+    def result(self, decode: Callable[[list[int]], str], lossy: bool) -> GenerationResult:
+        """The finished request's result; its time runs from admission to its decoded text."""
+        text = decode(self.new)
+        self.stats.new_tokens, self.stats.seconds = len(self.new), time.perf_counter() - self.started
         return GenerationResult(text, self.new, self.finish_reason or "abort", self.stats, lossy,
                                 list(self.request.prompt_ids), self.request_id)
 

@@ -44,12 +44,13 @@ class HFRunner:
     def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingParams) -> Measurement:
         ids = torch.tensor([prompt_ids], device=self.model.device)              # [1, prompt]
         extra = {"assistant_model": self.assistant} if self.assistant is not None else {}
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        t0 = time.perf_counter()
-        out = self.model.generate(ids, attention_mask=torch.ones_like(ids),
-                                  generation_config=self._config(max_new_tokens, sampling), **extra)
-        seconds = time.perf_counter() - t0
+        with torch.random.fork_rng(devices=[]):          # transformers samples from the global RNG: seed a copy
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            t0 = time.perf_counter()
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids),
+                                      generation_config=self._config(max_new_tokens, sampling), **extra)
+            seconds = time.perf_counter() - t0
         tokens, finish = cut_at_eos(out[0, len(prompt_ids):].tolist(), self.eos)
         return Measurement(tokens, seconds, prompt_tokens=len(prompt_ids), finish_reason=finish)
 

@@ -1,0 +1,166 @@
+"""Load-aware speculation: how many draft nodes each running request may propose this step, chosen before
+anyone drafts, jointly for the batch, so that speculation is never a loss at any load.
+
+A step's cost is one target pass over every decoding request's rows (its root plus its draft) plus the
+drafting itself. The pass's cost comes from a `CostSurface`, measured once per machine, runtime and model:
+seconds of one pass as a function of the number of requests and the rows each scores. Each request's expected
+gain from a draft node at depth d is its estimated chance of keeping that node (its own per-depth acceptance so
+far, `AcceptanceCounter.confidence`, which starts from an uninformed prior), and its drafting cost per node is
+what its drafter has cost it so far. `LoadAwareBudget` adds nodes one at a time, always the one that raises the
+step's expected tokens per second the most, and stops when none does: a lone request on a memory-bound machine
+drafts deep, a full batch on a compute-bound machine drafts little or nothing.
+
+The budgets depend on the load and on measured times, so they differ from run to run; the tokens do not: under
+greedy decoding and under the default seeded sampling rule a request's tokens do not depend on its drafts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from bisect import bisect_right
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from specdec.models.runtime import Segment
+from specdec.sequence import Sequence
+from specdec.timing import time_calls
+
+BATCHES = (1, 2, 4, 8, 16)
+ROWS = (1, 2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class CostSurface:
+    """Seconds of one pass scoring `batch` requests of `rows` rows each (after `context` cached tokens)."""
+
+    batches: tuple[int, ...]
+    rows: tuple[int, ...]
+    seconds: tuple[tuple[float, ...], ...]      # [len(batches)][len(rows)]
+    context: int
+    key: str = ""                               # what it was measured on (see surface_key)
+
+    def __call__(self, batch: int, total_rows: int) -> float:
+        """Interpolated (linearly in each axis; extrapolated from the last two points beyond the grid)."""
+        per = total_rows / max(batch, 1)
+        at_batch = [_interpolate(self.rows, list(row), per) for row in self.seconds]
+        return max(0.0, _interpolate(self.batches, at_batch, batch))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> CostSurface:
+        return CostSurface(tuple(data["batches"]), tuple(data["rows"]),
+                           tuple(tuple(r) for r in data["seconds"]), int(data["context"]), data.get("key", ""))
+
+
+def _interpolate(xs: tuple[int, ...] | list[int], ys: list[float], x: float) -> float:
+    if len(xs) == 1:
+        return ys[0]
+    i = min(max(bisect_right(xs, x) - 1, 0), len(xs) - 2)
+    x0, x1 = xs[i], xs[i + 1]
+    return ys[i] + (ys[i + 1] - ys[i]) * (x - x0) / (x1 - x0)
+
+
+@torch.inference_mode()
+def measure_surface(target, *, batches: tuple[int, ...] = BATCHES, rows: tuple[int, ...] = ROWS,
+                    context: int = 256, repeats: int = 3) -> CostSurface:
+    """Time one forward_batch pass for each (batch, rows per request) on the grid, each request after
+    `context` tokens in its own slot (rolled back after every pass)."""
+    rt = target.runtime
+    context = min(context, rt.max_context - max(rows) - 1)
+    pool = rt.new_cache(context + max(rows), batch=max(batches))
+    slots = [pool.slot(i) for i in range(max(batches))] if hasattr(pool, "slot") else \
+        [rt.new_cache(context + max(rows)) for _ in range(max(batches))]
+    g = torch.Generator().manual_seed(0)
+    for slot in slots:
+        rt.forward(torch.randint(0, rt.vocab_size, (1, context), generator=g), slot, logits="none")
+    tokens = torch.randint(0, rt.vocab_size, (1, max(rows)), generator=g)
+
+    def one_pass(b: int, k: int) -> None:
+        rt.forward_batch([Segment(tokens[:, :k], slot) for slot in slots[:b]])
+        for slot in slots[:b]:
+            slot.rollback(k)
+
+    calls = {(b, k): (lambda b=b, k=k: one_pass(b, k)) for b in batches for k in rows}
+    timed = time_calls(calls, rt.device, repeats=repeats)
+    seconds = tuple(tuple(timed[(b, k)].median for k in rows) for b in batches)
+    return CostSurface(tuple(batches), tuple(rows), seconds, context, surface_key(target))
+
+
+def surface_key(target) -> str:
+    """What a surface depends on: CPU model, threads, torch version, device, dtype (q4 included), model."""
+    rt = target.runtime
+    parts = [_cpu_model(), str(torch.get_num_threads()), torch.__version__, str(rt.device), str(rt.dtype),
+             str(getattr(rt, "quant", None)), target.name, str(rt.num_layers), str(rt.vocab_size)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_or_measure(target, **options) -> tuple[CostSurface, bool]:
+    """(the surface for this machine and model, whether it came from the cache), measured and stored once in
+    $SPECDEC_CACHE/cost/<key>.json."""
+    from specdec.models.cache_dir import cache_root
+    path = cache_root() / "cost" / f"surface-{surface_key(target)}.json"
+    if path.exists():
+        try:
+            return CostSurface.from_json(json.loads(path.read_text())), True
+        except (ValueError, KeyError, TypeError):
+            pass                                   # unreadable: measure again
+    surface = measure_surface(target, **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(surface.to_json()))
+    return surface, False
+
+
+class LoadAwareBudget:
+    """The engine's budget policy: draft nodes per decoding request for this step (see the module docstring)."""
+
+    def __init__(self, surface: CostSurface, max_nodes: int = 16):
+        self.surface, self.max_nodes = surface, max_nodes
+        self.last: list[int] = []                 # the budgets of the last step (for reports and tests)
+
+    def __call__(self, seqs: list[Sequence]) -> list[int]:
+        gains = [s.stats.acceptance.confidence(self.max_nodes) for s in seqs]       # [n][max_nodes]
+        per_node = [s.stats.draft_seconds / s.stats.draft_tokens if s.stats.draft_tokens else 0.0 for s in seqs]
+        self.last = plan_budgets(self.surface, gains, per_node, self.max_nodes)
+        return self.last
+
+
+def plan_budgets(surface: CostSurface, gains: list[list[float]], node_seconds: list[float],
+                 max_nodes: int) -> list[int]:
+    """Greedy marginal allocation: budgets k_i maximising (n + sum_i sum_{d<=k_i} gains[i][d-1]) /
+    (surface(n, n + sum k) + sum_i k_i * node_seconds[i]); a node is added only if it raises that rate."""
+    n = len(gains)
+    k = [0] * n
+    tokens, drafting = float(n), 0.0
+    rate = tokens / max(surface(n, n), 1e-12)
+    while True:
+        best, best_rate = -1, rate
+        rows = n + sum(k)
+        cost_next = surface(n, rows + 1)
+        for i in range(n):
+            if k[i] >= min(max_nodes, len(gains[i])):
+                continue
+            r = (tokens + gains[i][k[i]]) / max(cost_next + drafting + node_seconds[i], 1e-12)
+            if r > best_rate:
+                best, best_rate = i, r
+        if best < 0:
+            return k
+        tokens += gains[best][k[best]]
+        drafting += node_seconds[best]
+        k[best] += 1
+        rate = best_rate
