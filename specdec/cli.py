@@ -1,4 +1,4 @@
-"""`specdec generate | models | methods | bench | bench analyze | cost-curve | datastore | train`: argument
+"""`specdec generate | models | methods | bench | bench analyze | cost-curve | datastore | train | serve`: argument
 parsing and printing only; the work happens in the library."""
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from specdec.commands.train import add_train_arguments
     t = sub.add_parser("train", help="train a drafter for a target (kinds: specdec train --help)")
     add_train_arguments(t)
+
+    sub.add_parser("serve", help="an OpenAI-compatible server over the batched engine (specdec serve --help)",
+                   add_help=False)
     return parser
 
 
@@ -84,6 +87,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if argv[:2] == ["bench", "analyze"]:
         from specdec.commands.bench_analyze import build_analyze_parser
         return build_analyze_parser().parse_args(argv[2:])
+    if argv[:1] == ["serve"]:
+        from specdec.commands.serve import build_serve_parser
+        return build_serve_parser().parse_args(argv[1:])
     return build_parser().parse_args(argv)
 
 
@@ -115,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "datastore":
             from specdec.commands.datastore import run_datastore
             return run_datastore(args)
+        if args.command == "serve":
+            from specdec.commands.serve import run_serve
+            return run_serve(args)
     except SpecdecError as e:
         print(f"specdec: error: {e}", file=sys.stderr)
         return 2
