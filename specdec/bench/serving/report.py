@@ -1,0 +1,92 @@
+"""DIR/summary.md from results.json: one table with a row per label and concurrency, then output tokens/s as
+a pivot (labels x concurrency) and, with a baseline label, each label's ratio to it at each concurrency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = ("label", "C", "requests", "errors", "output tok/s", "req/s", "TTFT p50 / p99 ms", "ITL p50 / p99 ms",
+           "TPOT p50 / p99 ms", "E2E p50 / p99 ms", "mean accepted length", "draft tokens / pass")
+
+
+def summary_markdown(data: dict) -> str:
+    lines = ["# Serving benchmark", "", *_machines(data), "", *_main_table(data), "", *_pivot(data), "",
+             "Output tokens/s: completion tokens of successful requests over each level's wall time, C clients in a "
+             "closed loop. TTFT: time to first token; ITL: gap between content chunks (a speculative server sends "
+             "several tokens a chunk); TPOT: (E2E - TTFT) / (tokens - 1). Mean accepted length: tokens emitted "
+             "per target forward pass, bonus/recovered token included (vanilla = 1.00), from the server's "
+             "`usage.speculative`; - where the server sends none.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(out: Path, data: dict) -> Path:
+    path = out / "summary.md"
+    path.write_text(summary_markdown(data))
+    return path
+
+
+def _machines(data: dict) -> list[str]:
+    lines = []
+    for run in data["runs"]:
+        m, s = run.get("machine") or {}, run.get("settings") or {}
+        where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date', '?')}"
+        lines.append(f"- **{run['label']}**: {s.get('model')} at {s.get('base_url')} ({s.get('endpoint')}, "
+                     f"{'stream' if s.get('stream') else 'no stream'}, max_tokens {s.get('max_tokens')}, "
+                     f"temperature {s.get('temperature')}, extra {s.get('extra') or '{}'}); {where}; "
+                     f"`{run.get('command', '')}`")
+    return lines
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _main_table(data: dict) -> list[str]:
+    lines = [_row(COLUMNS), _row(["---"] * len(COLUMNS))]
+    for run in data["runs"]:
+        for lv in run["levels"]:
+            spec = lv.get("speculative") or {}
+            errors = ", ".join(f"{k}: {v}" for k, v in lv["errors"].items()) or "0"
+            lines.append(_row([run["label"], lv["concurrency"], lv["requests"], errors,
+                               f"{lv['output_tokens_per_s']:.1f}", f"{lv['requests_per_s']:.2f}",
+                               _pair(lv["ttft_ms"]), _pair(lv["itl_ms"]), _pair(lv["tpot_ms"]), _pair(lv["e2e_ms"]),
+                               _num(spec.get("mean_accepted_length")), _num(spec.get("draft_tokens_per_pass"))]))
+    return lines
+
+
+def _pair(p: dict | None) -> str:
+    return f"{p['p50']:.1f} / {p['p99']:.1f}" if p else "-"
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def throughput(run: dict) -> dict[int, float]:
+    return {lv["concurrency"]: lv["output_tokens_per_s"] for lv in run["levels"]}
+
+
+def _pivot(data: dict) -> list[str]:
+    levels = sorted({lv["concurrency"] for run in data["runs"] for lv in run["levels"]})
+    head = ["label"] + [f"C={c}" for c in levels]
+    lines = ["Output tokens/s by concurrency:", "", _row(head), _row(["---"] * len(head))]
+    for run in data["runs"]:
+        tps = throughput(run)
+        lines.append(_row([run["label"]] + [f"{tps[c]:.1f}" if c in tps else "-" for c in levels]))
+    return lines + ["", *_ratios(data, levels)]
+
+
+def _ratios(data: dict, levels: list[int]) -> list[str]:
+    name = data.get("baseline")
+    if not name:
+        return []
+    base = next((throughput(r) for r in data["runs"] if r["label"] == name), None)
+    if base is None:
+        return [f"Baseline {name!r} is not measured in this directory yet; no ratios."]
+    head = ["label"] + [f"C={c}" for c in levels]
+    lines = [f"Output tokens/s relative to {name}:", "", _row(head), _row(["---"] * len(head))]
+    for run in data["runs"]:
+        tps = throughput(run)
+        lines.append(_row([run["label"]] + [f"{tps[c] / base[c]:.2f}x" if c in tps and base.get(c) else "-"
+                                            for c in levels]))
+    return lines
