@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SamplingParams": "specdec.config", "SpeculativeDecoder": "specdec.engine", "GenerationResult": "specdec.engine",
     "load_model": "specdec.models.load", "make_drafter": "specdec.drafters", "Draft": "specdec.types",
-    "SpecdecError": "specdec.errors",
+    "SpecdecError": "specdec.errors", "Engine": "specdec.engine", "Request": "specdec.engine",
 }
 
 
