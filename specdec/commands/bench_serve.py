@@ -110,9 +110,9 @@ def level_line(label: str, lv: dict) -> str:
 
 def run_bench_serve(args, argv: list[str]) -> int:
     from specdec.bench.serving import run_benchmark
-    from specdec.bench.serving.results import add_run, load_results, save_results
-    from specdec.bench.serving.report import write_summary
     from specdec.bench.serving.plot import plot_throughput
+    from specdec.bench.serving.report import write_summary
+    from specdec.bench.serving.results import add_run, load_results, save_results
 
     cfg = config_from_args(args)
     data = load_results(args.out)       # a foreign results.json is refused before any request

@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from specdec.bench.questions import load_questions, default_data_path
+from specdec.bench.questions import default_data_path, load_questions
 from specdec.bench.serving.client import loopback_base_url
 from specdec.bench.serving.prompts import round_robin_prompts
 from specdec.cli import main

@@ -106,9 +106,7 @@ async def send(client: httpx.AsyncClient, s: RequestSettings, prompt: str) -> Re
     try:
         await asyncio.wait_for(_exchange(client, s, prompt, result), s.timeout)
         result.ok = result.error is None
-    except asyncio.TimeoutError:
-        result.error = "timeout"
-    except httpx.TimeoutException:
+    except (TimeoutError, httpx.TimeoutException):
         result.error = "timeout"
     except httpx.HTTPError:
         result.error = "connection"

@@ -3,6 +3,7 @@ a pivot (labels x concurrency) and, with a baseline label, each label's ratio to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 COLUMNS = ("label", "C", "requests", "errors", "output tok/s", "req/s", "TTFT p50 / p99 ms", "ITL p50 / p99 ms",
@@ -10,13 +11,15 @@ COLUMNS = ("label", "C", "requests", "errors", "output tok/s", "req/s", "TTFT p5
 
 
 def summary_markdown(data: dict) -> str:
-    lines = ["# Serving benchmark", "", *_machines(data), "", *_main_table(data), "", *_pivot(data), "",
-             "Output tokens/s: completion tokens of successful requests over each level's wall time, C clients in a "
-             "closed loop. TTFT: time to first token; ITL: gap between content chunks (a speculative server sends "
-             "several tokens a chunk); TPOT: (E2E - TTFT) / (tokens - 1). Mean accepted length: tokens emitted "
-             "per target forward pass, bonus/recovered token included (vanilla = 1.00), from the server's "
-             "`usage.speculative`; - where the server sends none.", ""]
+    lines = ["# Serving benchmark", "", *_machines(data), "", *_main_table(data), "", *_pivot(data), "", NOTE, ""]
     return "\n".join(lines)
+
+
+NOTE = ("Output tokens/s: completion tokens of successful requests over each level's wall time, C clients in a "
+        "closed loop. TTFT: time to first token; ITL: gap between content chunks (a speculative server sends "
+        "several tokens a chunk); TPOT: (E2E - TTFT) / (tokens - 1). Mean accepted length: tokens emitted "
+        "per target forward pass, bonus/recovered token included (vanilla = 1.00), from the server's "
+        "`usage.speculative`; - where the server sends none.")
 
 
 def write_summary(out: Path, data: dict) -> Path:
@@ -26,15 +29,18 @@ def write_summary(out: Path, data: dict) -> Path:
 
 
 def _machines(data: dict) -> list[str]:
-    lines = []
-    for run in data["runs"]:
-        m, s = run.get("machine") or {}, run.get("settings") or {}
-        where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('date', '?')}"
-        lines.append(f"- **{run['label']}**: {s.get('model')} at {s.get('base_url')} ({s.get('endpoint')}, "
-                     f"{'stream' if s.get('stream') else 'no stream'}, max_tokens {s.get('max_tokens')}, "
-                     f"temperature {s.get('temperature')}, extra {s.get('extra') or '{}'}); {where}; "
-                     f"`{run.get('command', '')}`")
-    return lines
+    return [_run_line(run) for run in data["runs"]]
+
+
+def _run_line(run: dict) -> str:
+    """- **label**: model at URL (request settings; where tokens were counted); machine, date; `command`"""
+    m, s = run.get("machine") or {}, run.get("settings") or {}
+    counted = " and ".join(sorted({lv["token_source"] for lv in run["levels"] if lv.get("token_source")})) or "-"
+    request = (f"{s.get('endpoint')}, {'stream' if s.get('stream') else 'no stream'}, max_tokens "
+               f"{s.get('max_tokens')}, temperature {s.get('temperature')}, extra {json.dumps(s.get('extra') or {})}; "
+               f"tokens counted from {counted}")
+    return (f"- **{run['label']}**: {s.get('model')} at {s.get('base_url')} ({request}); {m.get('cpu', '?')}, "
+            f"{m.get('cores', '?')} cores, {m.get('date', '?')}; `{run.get('command', '')}`")
 
 
 def _row(cells) -> str:

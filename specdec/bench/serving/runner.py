@@ -4,9 +4,9 @@ turn (closed loop, its own prompts), each reduced to its statistics. Files are w
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from specdec.bench.serving.client import RequestSettings, first_model
 from specdec.bench.serving.load import http_client, run_level
