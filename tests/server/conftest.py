@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -37,6 +38,12 @@ def model():
 @pytest.fixture(scope="session")
 def target(model):
     return model[0]
+
+
+@pytest.fixture(scope="session")
+def endless(target):
+    """The target without an end-of-sequence token: a request runs until its max_tokens."""
+    return replace(target, eos_token_ids=set())
 
 
 @pytest.fixture(scope="session")
