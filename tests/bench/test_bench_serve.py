@@ -194,6 +194,21 @@ def test_failed_requests_are_counted_not_fatal(server, fake, tmp_path):
     assert "500: " in (tmp_path / "summary.md").read_text()
 
 
+def test_prints_a_line_per_level_unless_quiet(server, fake, tmp_path, capsys):
+    args = ["bench", "serve", "--url", server[0], "--out", str(tmp_path), "--concurrency", "1,2", "--requests", "2",
+            "--warmup", "0", "--label", "spec"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("spec C=1: ") and "mean accepted length 3.00" in out[0] and "2/2 ok" in out[0]
+    assert out[1].startswith("spec C=2: ") and out[2].startswith("wrote ")
+
+
+def test_a_foreign_results_file_is_refused_before_any_request(server, fake, tmp_path, capsys):
+    (tmp_path / "results.json").write_text('{"runs": 3}')
+    assert bench(server[0], tmp_path) == 2
+    assert "is not a results file of specdec bench serve" in capsys.readouterr().err and fake.bodies == []
+
+
 def test_without_usage_chunks_are_counted(server, fake, tmp_path):
     fake.usage = False
     assert bench(server[0], tmp_path) == 0
@@ -241,8 +256,9 @@ def test_no_server_is_one_line(tmp_path, capsys):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()                                    # nothing listens there now
-    assert bench(f"http://127.0.0.1:{port}/v1", tmp_path, "--model", "m") == 2
-    assert capsys.readouterr().err.startswith("specdec: error: no server answers")
+    for warmup in ("1", "0"):
+        assert bench(f"http://127.0.0.1:{port}/v1", tmp_path, "--model", "m", "--warmup", warmup) == 2
+        assert capsys.readouterr().err.startswith("specdec: error: no server answers")
 
 
 def test_help(capsys):

@@ -108,7 +108,7 @@ async def send(client: httpx.AsyncClient, s: RequestSettings, prompt: str) -> Re
         result.ok = result.error is None
     except (TimeoutError, httpx.TimeoutException):
         result.error = "timeout"
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.StreamError):
         result.error = "connection"
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         result.error = "bad response"

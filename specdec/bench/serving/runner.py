@@ -49,7 +49,10 @@ async def _run(cfg: ServeBenchConfig, on_level) -> tuple[str, list[dict]]:
             prompts = prompts_for_level(order, n, offset)   # fresh prompts per level while the file lasts
             offset += n
             with _bar(cfg, c, n) as bar:
-                stats = level_stats(await run_level(client, settings, prompts, c, bar))
+                run = await run_level(client, settings, prompts, c, bar)
+            if not levels and cfg.warmup <= 0:
+                _check_answered(run, settings)
+            stats = level_stats(run)
             levels.append(stats)
             if on_level:
                 on_level(stats)
@@ -57,11 +60,15 @@ async def _run(cfg: ServeBenchConfig, on_level) -> tuple[str, list[dict]]:
 
 
 async def _warm_up(client, settings: RequestSettings, order: list[str], cfg: ServeBenchConfig) -> None:
-    """Untimed requests from the end of the prompt order; a server that never answers stops the run here."""
+    """Untimed requests from the end of the prompt order. A server that answers none of the first requests
+    (these, or the first level's without a warm-up) stops the run with one error."""
     if cfg.warmup <= 0:
         return
     prompts = prompts_for_level(order, cfg.warmup, len(order) - cfg.warmup)
-    run = await run_level(client, settings, prompts, min(cfg.warmup, max(cfg.concurrency)))
+    _check_answered(await run_level(client, settings, prompts, min(cfg.warmup, max(cfg.concurrency))), settings)
+
+
+def _check_answered(run, settings: RequestSettings) -> None:
     if all(r.error == "connection" for r in run.results):
         raise ConfigError(f"no server answers at --url {settings.base_url!r}; accepted: the base URL of a running "
                           f"OpenAI-compatible server on this machine, e.g. http://127.0.0.1:8000/v1")
