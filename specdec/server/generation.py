@@ -70,12 +70,12 @@ class Generations:
                                 f"accepted: retry later", code="queue_full") from None
         text = TextStream(self.target.decode, job.stop)
         if job.stream:
-            return StreamingResponse(_stream(handle, shape, text, job.include_usage), media_type="text/event-stream",
+            return StreamingResponse(_stream(handle, shape, text, job), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return JSONResponse((await _collect(handle, shape, text, receive)).model_dump())
+        return JSONResponse((await _collect(handle, shape, text, job, receive)).model_dump())
 
 
-async def _stream(handle: Handle, shape: Shape, text: TextStream, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(handle: Handle, shape: Shape, text: TextStream, job: params.Job) -> AsyncIterator[str]:
     try:
         if (opening := shape.opening()) is not None:
             yield _sse(opening)
@@ -86,8 +86,8 @@ async def _stream(handle: Handle, shape: Shape, text: TextStream, include_usage:
             elif isinstance(event, Finished):
                 if rest := text.finish():
                     yield _sse(shape.delta(rest))
-                yield _sse(shape.closing(event.result.finish_reason))
-                if include_usage:
+                yield _sse(shape.closing(event.result.finish_reason, _ids(event.result, job)))
+                if job.include_usage:
                     yield _sse(shape.usage_chunk(usage(event.result)))
             else:
                 yield f"data: {json.dumps(error_body(500, INTERNAL))}\n\n"
@@ -96,7 +96,7 @@ async def _stream(handle: Handle, shape: Shape, text: TextStream, include_usage:
         handle.close()
 
 
-async def _collect(handle: Handle, shape: Shape, text: TextStream, receive: Receive) -> BaseModel:
+async def _collect(handle: Handle, shape: Shape, text: TextStream, job: params.Job, receive: Receive) -> BaseModel:
     watcher = asyncio.create_task(_abort_on_disconnect(receive, handle))
     try:
         async for event in handle.events():
@@ -104,7 +104,8 @@ async def _collect(handle: Handle, shape: Shape, text: TextStream, receive: Rece
                 text.add(event.ids)
             elif isinstance(event, Finished):
                 text.finish()
-                return shape.whole(text.sent, event.result.finish_reason, usage(event.result))
+                result = event.result
+                return shape.whole(text.sent, result.finish_reason, usage(result), _ids(result, job))
         raise APIError(500, INTERNAL)
     finally:
         watcher.cancel()
@@ -115,6 +116,10 @@ async def _abort_on_disconnect(receive: Receive, handle: Handle) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     handle.close()
+
+
+def _ids(result, job: params.Job) -> list[int] | None:
+    return list(result.token_ids) if job.return_token_ids else None
 
 
 def _sse(message: BaseModel) -> str:

@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Token ids of a completion (only when the request asked for them; left out of the JSON otherwise).
+TokenIds = Field(default=None, exclude_if=lambda v: v is None)
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -30,6 +33,7 @@ class _Sampled(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = None
     method: str | None = None                  # extension: a drafting method the server loaded
+    return_token_ids: bool = False             # extension (vLLM's name): the completion's token ids in the choice
     # Declared so that they can be refused by name when set (see params.UNSUPPORTED).
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -86,6 +90,7 @@ class ChatChoice(BaseModel):
     message: ChatMessageOut
     logprobs: None = None
     finish_reason: str
+    token_ids: list[int] | None = TokenIds
 
 
 class ChatCompletion(BaseModel):
@@ -107,6 +112,7 @@ class ChatChunkChoice(BaseModel):
     delta: ChatDelta
     logprobs: None = None
     finish_reason: str | None = None
+    token_ids: list[int] | None = TokenIds      # all of them, in the closing chunk
 
 
 class ChatCompletionChunk(BaseModel):
@@ -123,6 +129,7 @@ class CompletionChoice(BaseModel):
     text: str
     logprobs: None = None
     finish_reason: str | None = None
+    token_ids: list[int] | None = TokenIds      # streaming: all of them, in the closing chunk
 
 
 class Completion(BaseModel):

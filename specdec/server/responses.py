@@ -36,14 +36,14 @@ class ChatShape:
     def delta(self, text: str) -> BaseModel:
         return self._chunk([ChatChunkChoice(delta=ChatDelta(content=text))])
 
-    def closing(self, finish_reason: str) -> BaseModel:
-        return self._chunk([ChatChunkChoice(delta=ChatDelta(), finish_reason=finish_reason)])
+    def closing(self, finish_reason: str, token_ids: list[int] | None = None) -> BaseModel:
+        return self._chunk([ChatChunkChoice(delta=ChatDelta(), finish_reason=finish_reason, token_ids=token_ids)])
 
     def usage_chunk(self, u: Usage) -> BaseModel:
         return self._chunk([], u)
 
-    def whole(self, text: str, finish_reason: str, u: Usage) -> BaseModel:
-        choice = ChatChoice(message=ChatMessageOut(content=text), finish_reason=finish_reason)
+    def whole(self, text: str, finish_reason: str, u: Usage, token_ids: list[int] | None = None) -> BaseModel:
+        choice = ChatChoice(message=ChatMessageOut(content=text), finish_reason=finish_reason, token_ids=token_ids)
         return ChatCompletion(id=self.id, created=self.created, model=self.model, choices=[choice], usage=u)
 
 
@@ -60,14 +60,14 @@ class CompletionShape:
     def delta(self, text: str) -> BaseModel:
         return self._body([CompletionChoice(text=text)])
 
-    def closing(self, finish_reason: str) -> BaseModel:
-        return self._body([CompletionChoice(text="", finish_reason=finish_reason)])
+    def closing(self, finish_reason: str, token_ids: list[int] | None = None) -> BaseModel:
+        return self._body([CompletionChoice(text="", finish_reason=finish_reason, token_ids=token_ids)])
 
     def usage_chunk(self, u: Usage) -> BaseModel:
         return self._body([], u)
 
-    def whole(self, text: str, finish_reason: str, u: Usage) -> BaseModel:
-        return self._body([CompletionChoice(text=text, finish_reason=finish_reason)], u)
+    def whole(self, text: str, finish_reason: str, u: Usage, token_ids: list[int] | None = None) -> BaseModel:
+        return self._body([CompletionChoice(text=text, finish_reason=finish_reason, token_ids=token_ids)], u)
 
 
 Shape = ChatShape | CompletionShape

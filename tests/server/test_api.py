@@ -5,6 +5,7 @@ does not depend on the batch, stop strings, and a bounded load test."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,33 +33,49 @@ def client(server):
 
 
 def chat(client, prompt, max_tokens, stream=False, **kw):
-    """(text, finish_reason, usage) of a chat completion, streamed or not."""
-    messages = [{"role": "user", "content": prompt}]
+    """Result of a chat completion, streamed or not (token ids asked for with the return_token_ids extension)."""
+    kw["extra_body"] = {**kw.get("extra_body", {}), "return_token_ids": True}
+    create = lambda **more: client.chat.completions.create(  # noqa: E731
+        model=MODEL, messages=messages(prompt), max_tokens=max_tokens, **kw, **more)
     if not stream:
-        r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens, **kw)
-        return r.choices[0].message.content, r.choices[0].finish_reason, r.usage
-    text, finish, usage = "", None, None
-    for chunk in client.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens, stream=True,
-                                                stream_options={"include_usage": True}, **kw):
+        r = create()
+        c = r.choices[0]
+        return Out(c.message.content, c.finish_reason, r.usage, c.model_extra["token_ids"])
+    out = Out("", None, None, None)
+    for chunk in create(stream=True, stream_options={"include_usage": True}):
         if chunk.choices:
-            text += chunk.choices[0].delta.content or ""
-            finish = chunk.choices[0].finish_reason or finish
-        usage = chunk.usage or usage
-    return text, finish, usage
+            out.add(chunk.choices[0].delta.content, chunk.choices[0])
+        out.usage = chunk.usage or out.usage
+    return out
 
 
 def complete(client, prompt, max_tokens, stream=False, **kw):
+    kw["extra_body"] = {**kw.get("extra_body", {}), "return_token_ids": True}
+    create = lambda **more: client.completions.create(  # noqa: E731
+        model=MODEL, prompt=prompt, max_tokens=max_tokens, **kw, **more)
     if not stream:
-        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens, **kw)
-        return r.choices[0].text, r.choices[0].finish_reason, r.usage
-    text, finish, usage = "", None, None
-    for chunk in client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens, stream=True,
-                                           stream_options={"include_usage": True}, **kw):
+        r = create()
+        c = r.choices[0]
+        return Out(c.text, c.finish_reason, r.usage, c.model_extra["token_ids"])
+    out = Out("", None, None, None)
+    for chunk in create(stream=True, stream_options={"include_usage": True}):
         if chunk.choices:
-            text += chunk.choices[0].text
-            finish = chunk.choices[0].finish_reason or finish
-        usage = chunk.usage or usage
-    return text, finish, usage
+            out.add(chunk.choices[0].text, chunk.choices[0])
+        out.usage = chunk.usage or out.usage
+    return out
+
+
+@dataclass
+class Out:
+    text: str
+    finish: str | None
+    usage: object
+    token_ids: list[int] | None
+
+    def add(self, text: str | None, choice) -> None:
+        self.text += text or ""
+        self.finish = choice.finish_reason or self.finish
+        self.token_ids = (choice.model_extra or {}).get("token_ids") or self.token_ids
 
 
 def messages(prompt):
@@ -78,9 +95,10 @@ def metric(base: str, name: str, **labels) -> float:
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("method", ["vanilla", "noisy"])
 def test_chat_returns_the_solo_greedy_text_with_consistent_usage(client, solo, target, stream, method):
-    text, finish, usage = chat(client, PROMPTS[0], 24, stream, temperature=0, extra_body={"method": method})
+    out = chat(client, PROMPTS[0], 24, stream, temperature=0, extra_body={"method": method})
+    text, finish, usage = out.text, out.finish, out.usage
     want, ids = solo(messages(PROMPTS[0]), 24)
-    assert text == want and finish in ("stop", "length")
+    assert (text, out.token_ids) == (want, ids) and finish in ("stop", "length")
     assert usage.completion_tokens == len(ids)
     assert usage.prompt_tokens == len(target.encode(messages(PROMPTS[0]), chat=True))
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
@@ -97,19 +115,20 @@ def test_chat_returns_the_solo_greedy_text_with_consistent_usage(client, solo, t
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_completions_take_plain_text_and_token_ids(client, solo, target, stream):
-    text, finish, usage = complete(client, "the quick brown", 16, stream, temperature=0)
+    out = complete(client, "the quick brown", 16, stream, temperature=0)
     want, ids = solo("the quick brown", 16, chat=False)
-    assert (text, finish, usage.completion_tokens) == (want, "length" if len(ids) == 16 else "stop", len(ids))
+    assert (out.text, out.token_ids, out.finish, out.usage.completion_tokens) == (
+        want, ids, "length" if len(ids) == 16 else "stop", len(ids))
     ids_prompt = target.encode("the quick brown", chat=False)
-    assert complete(client, ids_prompt, 16, stream, temperature=0)[0] == want
+    assert complete(client, ids_prompt, 16, stream, temperature=0).token_ids == ids
 
 
 def test_a_stop_string_ends_the_text_before_it(client, solo):
     want, _ = solo(messages(PROMPTS[2]), 40)
     stop = want[5:8]
     for stream in (False, True):
-        text, finish, _ = chat(client, PROMPTS[2], 40, stream, temperature=0, stop=[stop, "never seen"])
-        assert (text, finish) == (want[:want.find(stop)], "stop")
+        out = chat(client, PROMPTS[2], 40, stream, temperature=0, stop=[stop, "never seen"])
+        assert (out.text, out.finish) == (want[:want.find(stop)], "stop")
 
 
 def test_models_lists_the_served_name_and_methods(client, server):
@@ -132,9 +151,9 @@ def test_eight_concurrent_greedy_requests_each_return_their_solo_output(server, 
         out = list(pool.map(lambda j: chat(client, j[0], j[1], temperature=0, extra_body={"method": j[2]}), jobs))
     done.set()
     watcher.join()
-    for (prompt, n, _), (text, _, usage) in zip(jobs, out):
+    for (prompt, n, _), got in zip(jobs, out):
         want, ids = solo(messages(prompt), n)
-        assert (text, usage.completion_tokens) == (want, len(ids)), prompt
+        assert (got.text, got.token_ids, got.usage.completion_tokens) == (want, ids, len(ids)), prompt
     drafted = metric(server.base, "specdec:spec_decode_num_draft_tokens_total")
     accepted = metric(server.base, "specdec:spec_decode_num_accepted_tokens_total")
     assert 0 < accepted < drafted                               # drafts both accepted and rejected
@@ -146,13 +165,13 @@ def test_eight_concurrent_greedy_requests_each_return_their_solo_output(server, 
 
 def test_a_seeded_sampled_request_is_the_same_alone_among_others_and_on_a_rerun(client, solo):
     kw = {"temperature": 0.9, "seed": 1234, "extra_body": {"method": "noisy", "top_k": 50}}
-    alone = chat(client, PROMPTS[3], 30, **kw)[0]
+    alone = chat(client, PROMPTS[3], 30, **kw).token_ids
     with ThreadPoolExecutor(5) as pool:
         others = [pool.submit(chat, client, p, 30, temperature=1.0, seed=i) for i, p in enumerate(PROMPTS[4:])]
-        among = pool.submit(chat, client, PROMPTS[3], 30, True, **kw).result()[0]
+        among = pool.submit(chat, client, PROMPTS[3], 30, True, **kw).result().token_ids
         [f.result() for f in others]
-    rerun = chat(client, PROMPTS[3], 30, **kw)[0]
-    want, _ = solo(messages(PROMPTS[3]), 30, sampling=SamplingParams(temperature=0.9, top_k=50, seed=1234))
+    rerun = chat(client, PROMPTS[3], 30, **kw).token_ids
+    _, want = solo(messages(PROMPTS[3]), 30, sampling=SamplingParams(temperature=0.9, top_k=50, seed=1234))
     assert alone == among == rerun == want
 
 
@@ -170,7 +189,14 @@ def test_load_64_requests_from_16_clients_none_lost_or_mixed_up(server, client, 
     with ThreadPoolExecutor(16) as pool:
         out = list(pool.map(one, jobs, timeout=120))
     assert time.monotonic() - started < 120
-    for (prompt, n, _, text_route, _), (text, finish, usage) in zip(jobs, out):
+    for (prompt, n, _, text_route, _), got in zip(jobs, out):
         want, ids = solo(prompt if text_route else messages(prompt), n, chat=not text_route)
-        assert (text, usage.completion_tokens, finish) == (want, len(ids), "length" if len(ids) == n else "stop")
+        assert (got.text, got.token_ids, got.usage.completion_tokens, got.finish) == (
+            want, ids, len(ids), "length" if len(ids) == n else "stop")
     assert metric(server.base, "specdec:request_success_total", finished_reason="abort") == 0
+
+
+def test_token_ids_are_left_out_unless_asked_for(server):
+    body = {"model": MODEL, "prompt": "hello", "max_tokens": 3, "temperature": 0}
+    choice = httpx.post(server.base + "/v1/completions", json=body).json()["choices"][0]
+    assert "token_ids" not in choice and choice["finish_reason"] in ("stop", "length")
