@@ -9,8 +9,18 @@ from uuid import uuid4
 from pydantic import BaseModel
 
 from specdec.engine import GenerationResult
-from specdec.server.protocol import (ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta,
-                                     ChatMessageOut, Completion, CompletionChoice, SpeculativeUsage, Usage)
+from specdec.server.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatMessageOut,
+    Completion,
+    CompletionChoice,
+    SpeculativeUsage,
+    Usage,
+)
 
 
 def usage(result: GenerationResult) -> Usage:

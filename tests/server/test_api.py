@@ -5,10 +5,10 @@ does not depend on the batch, stop strings, and a bounded load test."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -35,8 +35,9 @@ def client(server):
 def chat(client, prompt, max_tokens, stream=False, **kw):
     """Result of a chat completion, streamed or not (token ids asked for with the return_token_ids extension)."""
     kw["extra_body"] = {**kw.get("extra_body", {}), "return_token_ids": True}
-    create = lambda **more: client.chat.completions.create(  # noqa: E731
-        model=MODEL, messages=messages(prompt), max_tokens=max_tokens, **kw, **more)
+    def create(**more):
+        return client.chat.completions.create(model=MODEL, messages=messages(prompt), max_tokens=max_tokens, **kw,
+                                              **more)
     if not stream:
         r = create()
         c = r.choices[0]
@@ -51,8 +52,8 @@ def chat(client, prompt, max_tokens, stream=False, **kw):
 
 def complete(client, prompt, max_tokens, stream=False, **kw):
     kw["extra_body"] = {**kw.get("extra_body", {}), "return_token_ids": True}
-    create = lambda **more: client.completions.create(  # noqa: E731
-        model=MODEL, prompt=prompt, max_tokens=max_tokens, **kw, **more)
+    def create(**more):
+        return client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens, **kw, **more)
     if not stream:
         r = create()
         c = r.choices[0]

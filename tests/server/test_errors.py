@@ -125,8 +125,8 @@ def wait_for(condition, seconds: float = 10.0) -> None:
 def test_a_full_queue_answers_429_and_frees_up(endless):
     with serve(endless, {"slow": SlowDraft()}, max_num_seqs=1, max_queue=1) as s:
         long = {**CHAT, "max_tokens": 300, "stream": True}
-        with httpx.Client(base_url=s.base, timeout=30) as a, httpx.Client(base_url=s.base, timeout=30) as b:
-            with a.stream("POST", ROUTES["chat"], json=long), b.stream("POST", ROUTES["chat"], json=long):
-                wait_for(lambda: (s.runner.stats().running, s.runner.stats().waiting) == (1, 1))
-                assert_error(post(s.base, "chat", CHAT), 429, code="queue_full")
+        with httpx.Client(base_url=s.base, timeout=30) as a, httpx.Client(base_url=s.base, timeout=30) as b, \
+                a.stream("POST", ROUTES["chat"], json=long), b.stream("POST", ROUTES["chat"], json=long):
+            wait_for(lambda: (s.runner.stats().running, s.runner.stats().waiting) == (1, 1))
+            assert_error(post(s.base, "chat", CHAT), 429, code="queue_full")
         assert post(s.base, "chat", CHAT, timeout=30).status_code == 200

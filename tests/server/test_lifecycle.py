@@ -106,7 +106,8 @@ def test_shutdown_refuses_new_requests_lets_short_ones_finish_and_aborts_the_res
 
 
 def test_serve_help_and_bad_flags(capsys):
-    out = subprocess.run([sys.executable, "-m", "specdec.cli", "serve", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "specdec.cli", "serve", "--help"], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0 and "--max-num-seqs" in out.stdout and "--drain-timeout" in out.stdout
     for argv in (["--bogus"], ["--port", "abc"], ["--max-num-seqs", "0"], ["--method", "vanilla,nope"],
                  ["--rule", "loose"], ["--port", "70000"]):
