@@ -33,9 +33,13 @@ def build_serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=16, help="requests decoded together (default 16)")
     p.add_argument("--max-num-batched-tokens", type=int, default=512,
                    help="rows of one target pass: decode rows, draft tokens and prompt chunks (default 512)")
-    p.add_argument("--max-model-len", type=int, default=None,
-                   help="prompt + completion tokens per request (default: the model's context window); the KV cache "
-                        "holds max-num-seqs x max-model-len tokens")
+    p.add_argument("--max-model-len", type=int, default=4096,
+                   help="prompt + completion tokens per request (default 4096, capped by the model's context "
+                        "window); the KV cache holds max-num-seqs x max-model-len tokens")
+    p.add_argument("--speculation", default="load-aware", choices=["load-aware", "fixed"],
+                   help="load-aware (default): each step's draft sizes are chosen for the whole batch from a cost "
+                        "surface measured once per machine and model (docs/batching.md), and drafters' own 'fit' "
+                        "is off unless -o fit=... says otherwise; fixed: every method drafts as its options say")
     p.add_argument("--max-queue", type=int, default=256, help="requests waiting for a slot before 429 (default 256)")
     p.add_argument("--default-max-tokens", type=int, default=256,
                    help="completion tokens of a request that names none (default 256, capped by the context)")
@@ -56,10 +60,11 @@ def run_serve(args) -> int:
     config = ServerConfig(args.served_model_name or args.model, max_num_seqs=args.max_num_seqs,
                           max_num_batched_tokens=args.max_num_batched_tokens, max_model_len=args.max_model_len,
                           rule=args.rule, max_queue=args.max_queue, default_max_tokens=args.default_max_tokens,
-                          api_key=args.api_key, drain_timeout=args.drain_timeout)
+                          api_key=args.api_key, drain_timeout=args.drain_timeout, speculation=args.speculation)
     names = method_list(args.method)
     target = load_model(args.model, dtype=args.dtype, device=args.device)
-    methods = Methods.load(names, target, dict(args.options))
+    defaults = {"fit": False} if args.speculation == "load-aware" else {}
+    methods = Methods.load(names, target, dict(args.options), defaults=defaults)
     app = create_app(target, methods, config)
     print(start_line(args, target, names, app.state.runner.max_model_len), flush=True)
     _serve(app, args)
@@ -71,8 +76,9 @@ def start_line(args, target, methods: list[str], max_model_len: int) -> str:
     line = (f"specdec serve: model {args.model} ({args.dtype}, {args.device}, "
             f"{'native' if batched else 'transformers'} runtime) | methods {methods[0]} (default)"
             + "".join(f", {m}" for m in methods[1:])
-            + f" | {args.max_num_seqs} slots, {args.max_num_batched_tokens} tokens a pass, max model len "
-              f"{max_model_len} | http://{args.host}:{args.port}/v1 as {args.served_model_name or args.model!r}")
+            + f" | {args.speculation} speculation | {args.max_num_seqs} slots, {args.max_num_batched_tokens} tokens "
+              f"a pass, max model len {max_model_len} | http://{args.host}:{args.port}/v1 as "
+              f"{args.served_model_name or args.model!r}")
     if not batched:
         line += (" | transformers runtime: requests are batched, but each pass scores them one after another "
                  "(chains only)")

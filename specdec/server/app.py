@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from specdec.load_aware import LoadAwareBudget, load_or_measure
 from specdec.server.config import ServerConfig
 from specdec.server.errors import APIError, error_body, install_error_handlers
 from specdec.server.generation import Generations
@@ -23,8 +24,10 @@ from specdec.server.runner import EngineRunner
 
 
 def create_app(target, methods: Methods, config: ServerConfig, *, warmup: bool = True) -> FastAPI:
-    """The app; its runner (app.state.runner) starts with the app's lifespan and drains when it ends."""
-    runner = EngineRunner(target, config.engine_options, max_queue=config.max_queue)
+    """The app; its runner (app.state.runner) starts with the app's lifespan and drains when it ends. With
+    load-aware speculation the runner first loads (or measures, once per machine and model) the cost surface."""
+    budget = (lambda: LoadAwareBudget(load_or_measure(target)[0])) if config.speculation == "load-aware" else None
+    runner = EngineRunner(target, config.engine_options, max_queue=config.max_queue, budget=budget)
     metrics = Metrics(config.served_model_name, runner.stats)
     runner.observer = metrics
     generations = Generations(target, methods, runner, config.served_model_name, config.default_max_tokens)

@@ -8,6 +8,9 @@ from specdec.errors import ConfigError
 from specdec.verify import VERIFY_RULES
 
 
+SPECULATION = ("load-aware", "fixed")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     served_model_name: str                 # the `model` clients send and /v1/models lists
@@ -19,6 +22,8 @@ class ServerConfig:
     default_max_tokens: int = 256          # completion tokens when a request names none (capped by the context)
     api_key: str | None = None             # when set, /v1 routes need `Authorization: Bearer <key>`
     drain_timeout: float = 30.0            # seconds in-flight requests get at shutdown before they are aborted
+    speculation: str = "load-aware"        # "load-aware": draft budgets per step from the measured cost surface;
+                                           # "fixed": every method drafts as its own options say
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "default_max_tokens"):
@@ -31,6 +36,8 @@ class ServerConfig:
             raise ConfigError(f"drain_timeout={self.drain_timeout!r} is invalid; accepted: seconds >= 0")
         if self.rule not in VERIFY_RULES:
             raise ConfigError(f"rule={self.rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
+        if self.speculation not in SPECULATION:
+            raise ConfigError(f"speculation={self.speculation!r} is unknown; accepted: {', '.join(SPECULATION)}")
         if not self.served_model_name:
             raise ConfigError("served_model_name is empty; accepted: a non-empty name")
         if self.api_key is not None and not self.api_key:

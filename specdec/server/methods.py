@@ -34,9 +34,10 @@ class Methods:
         self._builders = dict(builders)
 
     @classmethod
-    def load(cls, names: list[str], target, options: dict | None = None) -> Methods:
-        """Build each method once for `target`; options go to every method but vanilla."""
-        return cls({name: _builder(name, target, options or {}) for name in names})
+    def load(cls, names: list[str], target, options: dict | None = None, defaults: dict | None = None) -> Methods:
+        """Build each method once for `target`; options go to every method but vanilla; `defaults` (e.g.
+        fit=False under load-aware budgets) go to the methods that take them, unless options set them."""
+        return cls({name: _builder(name, target, options or {}, defaults or {}) for name in names})
 
     @classmethod
     def from_prototypes(cls, prototypes: dict[str, Proposer | None]) -> Methods:
@@ -52,10 +53,22 @@ class Methods:
         return self._builders[name]()
 
 
-def _builder(name: str, target, options: dict) -> Callable[[], Proposer | None]:
+def _builder(name: str, target, options: dict, defaults: dict) -> Callable[[], Proposer | None]:
     if name == "vanilla":
         return lambda: None
-    prototype = make_drafter(name, target, options)
+    prototype = _with_defaults(name, target, options, defaults)
     if hasattr(prototype, "fork"):
         return prototype.fork
     return lambda: make_drafter(name, target, options)      # a plug-in without fork(): built per request
+
+
+def _with_defaults(name: str, target, options: dict, defaults: dict) -> Proposer:
+    """The method with `defaults` under `options`, or without them if the method takes no such option."""
+    extra = {k: v for k, v in defaults.items() if k not in options}
+    if extra:
+        try:
+            return make_drafter(name, target, {**options, **extra})
+        except ConfigError as e:
+            if not any(repr(k) in str(e) or k in str(e) for k in extra):
+                raise
+    return make_drafter(name, target, options)

@@ -14,11 +14,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from specdec.engine import Engine, GenerationResult, Request, StepReport
+from specdec.engine import Budget, Engine, GenerationResult, Request, StepReport
 
 log = logging.getLogger("specdec.server")
 
@@ -99,8 +99,12 @@ class Handle:
 
 
 class EngineRunner:
-    def __init__(self, target, engine_options: dict, *, max_queue: int = 256, observer: Observer | None = None):
-        self.target, self.engine_options, self.observer = target, engine_options, observer
+    def __init__(self, target, engine_options: dict, *, max_queue: int = 256, observer: Observer | None = None,
+                 budget: Callable[[], Budget] | None = None):
+        """budget: builds the engine's draft-budget policy in the engine thread before the server is ready (it
+        may measure the cost surface: /health says 503 meanwhile)."""
+        self.target, self.engine_options, self.observer = target, dict(engine_options), observer
+        self._make_budget = budget
         self.engine = self._new_engine()
         self.capacity = self.engine.max_num_seqs + max_queue      # requests held at once, running or waiting
         self._cond = threading.Condition()
@@ -184,6 +188,8 @@ class EngineRunner:
     # -- the engine's thread ----------------------------------------------------------------------------------
 
     def _main(self, warmup: bool) -> None:
+        if self._make_budget is not None:
+            self.engine_options["budget"] = self.engine.budget = self._make_budget()
         if warmup:
             self._warm_up()
         self.accepting = True

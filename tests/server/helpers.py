@@ -35,7 +35,9 @@ class RunningServer:
 
 @contextmanager
 def serve(target, methods: dict, server_class=uvicorn.Server, **config):
-    """Start create_app(target, methods, ...) under uvicorn on a free port; stop it on exit."""
+    """Start create_app(target, methods, ...) under uvicorn on a free port; stop it on exit. Drafts are as the
+    methods' options say unless the test asks for load-aware budgets (on tiny models drafting rarely pays)."""
+    config.setdefault("speculation", "fixed")
     app = create_app(target, Methods.from_prototypes(methods), ServerConfig(MODEL, **config))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

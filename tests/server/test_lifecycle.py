@@ -121,11 +121,12 @@ def test_serve_help_and_bad_flags(capsys):
 
 def test_the_start_line_names_model_methods_slots_and_the_transformers_caveat():
     args = SimpleNamespace(model="m", dtype="float32", device="cpu", max_num_seqs=4, max_num_batched_tokens=64,
-                           host="127.0.0.1", port=8000, served_model_name=None)
+                           host="127.0.0.1", port=8000, served_model_name=None, speculation="load-aware")
     native = SimpleNamespace(runtime=SimpleNamespace(supports_batch=True))
     adapter = SimpleNamespace(runtime=SimpleNamespace(supports_batch=False))
     line = start_line(args, native, ["vanilla", "pld"], 2048)
     assert "\n" not in line and "vanilla (default), pld" in line and "4 slots" in line and "float32" in line
+    assert "load-aware speculation" in line
     assert "one after another" not in line
     assert "one after another" in start_line(args, adapter, ["vanilla"], 2048)
 
