@@ -80,6 +80,13 @@ class Usage(BaseModel):
     speculative: SpeculativeUsage
 
 
+class _Response(BaseModel):
+    """What every response object carries: its id, creation time (Unix seconds) and the served model's name."""
+    id: str
+    created: int
+    model: str
+
+
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -93,11 +100,8 @@ class ChatChoice(BaseModel):
     token_ids: list[int] | None = TokenIds
 
 
-class ChatCompletion(BaseModel):
-    id: str
+class ChatCompletion(_Response):
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
     choices: list[ChatChoice]
     usage: Usage
 
@@ -115,11 +119,8 @@ class ChatChunkChoice(BaseModel):
     token_ids: list[int] | None = TokenIds      # all of them, in the closing chunk
 
 
-class ChatCompletionChunk(BaseModel):
-    id: str
+class ChatCompletionChunk(_Response):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
 
@@ -132,12 +133,9 @@ class CompletionChoice(BaseModel):
     token_ids: list[int] | None = TokenIds      # streaming: all of them, in the closing chunk
 
 
-class Completion(BaseModel):
+class Completion(_Response):
     """A text completion, and (with object "text_completion" too, as OpenAI sends it) one streamed chunk."""
-    id: str
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
 
