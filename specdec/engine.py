@@ -32,7 +32,7 @@ from specdec.models.runtime import Segment
 from specdec.sequence import GenerationResult, Request, Sequence, cut_at_stop
 from specdec.tree import tree_inputs
 from specdec.types import AcceptanceCounter, Draft
-from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, VERIFY_RULES, verify_draft
+from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, check_rule, verify_draft
 
 if TYPE_CHECKING:
     from specdec.models.load import LoadedModel
@@ -77,8 +77,7 @@ class Engine:
     def __init__(self, target: LoadedModel, *, rule: str = "exact", max_num_seqs: int = 8,
                  max_num_batched_tokens: int = 2048, max_model_len: int | None = None, budget: Budget | None = None,
                  on_step: Callable[[StepReport], None] | None = None):
-        if rule not in VERIFY_RULES:
-            raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
+        check_rule(rule)
         _check_positive("max_num_seqs", max_num_seqs)
         _check_positive("max_num_batched_tokens", max_num_batched_tokens)
         if max_num_batched_tokens < max_num_seqs:
@@ -90,7 +89,7 @@ class Engine:
         self.target, self.rule, self.budget, self.on_step = target, rule, budget, on_step
         self.max_num_seqs, self.max_num_batched_tokens = max_num_seqs, max_num_batched_tokens
         self.max_model_len = min(rt.max_context, max_model_len or rt.max_context)
-        self._pool = None                                        # allocated on first admission
+        self._slots = None                                       # one cache per slot, allocated on first admission
         self._free = list(range(max_num_seqs))
         self.waiting: deque[Request] = deque()
         self.running: list[Sequence] = []
@@ -106,10 +105,8 @@ class Engine:
         self.waiting.append(request)
 
     def check(self, prompt_ids: list[int], max_new_tokens: int) -> None:
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens={max_new_tokens!r} is invalid; accepted: an integer >= 1")
-        if not prompt_ids:
-            raise ConfigError("the prompt is empty; accepted: at least one token")
+        """Refuse a request that cannot run here (bad length, empty prompt, longer than the context)."""
+        check_request(prompt_ids, max_new_tokens)
         window = self.target.runtime.max_context
         limit = min(window, self.max_model_len)
         if len(prompt_ids) + max_new_tokens > limit:
@@ -236,11 +233,11 @@ class Engine:
                 self._aborted.discard(request.request_id)
                 continue
             started = time.perf_counter()
-            if self._pool is None:
-                self._pool = self.target.runtime.new_cache(self.max_model_len, batch=self.max_num_seqs)
+            if self._slots is None:
+                self._slots = self.target.runtime.new_slots(self.max_model_len, self.max_num_seqs)
             slot = self._free.pop(0)
-            cache = self._pool.slot(slot) if hasattr(self._pool, "slot") else self.target.runtime.new_cache(
-                self.max_model_len)                                   # runtimes without shared slots
+            cache = self._slots[slot]
+            cache.crop(0)                                             # whatever an earlier request left
             s = Sequence(request, slot, cache, started)
             s.drafter.begin(list(request.prompt_ids))
             self.running.append(s)
@@ -278,8 +275,7 @@ class SpeculativeDecoder:
     several at once in one batch (`generate_many`, each request with its own drafter from `drafter.fork()`)."""
 
     def __init__(self, target: LoadedModel, drafter: Proposer | None = None, *, rule: str = "exact"):
-        if rule not in VERIFY_RULES:
-            raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}")
+        check_rule(rule)
         self.target, self.drafter, self.rule = target, drafter, rule
 
     def generate(self, prompt: str | list[int], max_new_tokens: int = 128, sampling: SamplingParams | None = None,
@@ -287,9 +283,9 @@ class SpeculativeDecoder:
                  on_tokens: Callable[[list[int]], None] | None = None) -> GenerationResult:
         """One request: the batch-of-one case of the engine's loop, with a cache sized for this request."""
         prompt_ids = self.target.encode(prompt, chat=chat) if isinstance(prompt, str) else list(prompt)
+        check_request(prompt_ids, max_new_tokens)
         engine = Engine(self.target, rule=self.rule, max_num_seqs=1, max_num_batched_tokens=_whole(prompt_ids),
-                        max_model_len=len(prompt_ids) + _as_int(max_new_tokens) + 1)
-        engine.check(prompt_ids, max_new_tokens)        # against the model's window, before anything runs
+                        max_model_len=len(prompt_ids) + max_new_tokens + 1)
         engine.add(Request(prompt_ids, max_new_tokens, sampling or SamplingParams(), tuple(stop), self.drafter,
                            on_tokens))
         return engine.run()[0]
@@ -303,9 +299,11 @@ class SpeculativeDecoder:
             raise ConfigError(f"{len(samplings)} sampling settings for {len(prompts)} prompts; accepted: one, or "
                               f"one per prompt")
         ids = [self.target.encode(p, chat=chat) if isinstance(p, str) else list(p) for p in prompts]
+        for p in ids:
+            check_request(p, max_new_tokens)
         engine = Engine(self.target, rule=self.rule, max_num_seqs=max(1, min(max_num_seqs, len(ids))),
                         max_num_batched_tokens=max(2048, max_num_seqs),
-                        max_model_len=max(len(p) for p in ids) + _as_int(max_new_tokens) + 1 if ids else None)
+                        max_model_len=max(len(p) for p in ids) + max_new_tokens + 1 if ids else None)
         requests = [Request(p, max_new_tokens, s, tuple(stop), self._drafter_for_another()) for p, s in
                     zip(ids, samplings)]
         for r in requests:
@@ -332,8 +330,12 @@ def _whole(prompt_ids: list[int]) -> int:
     return max(len(prompt_ids), 1) + 4096
 
 
-def _as_int(value) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+def check_request(prompt_ids: list[int], max_new_tokens: int) -> None:
+    """What any request needs, whatever the engine: a positive integer length and a non-empty prompt."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens={max_new_tokens!r} is invalid; accepted: an integer >= 1")
+    if not prompt_ids:
+        raise ConfigError("the prompt is empty; accepted: at least one token")
 
 
 def _check_positive(name: str, value) -> None:

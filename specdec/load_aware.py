@@ -81,9 +81,7 @@ def measure_surface(target, *, batches: tuple[int, ...] = BATCHES, rows: tuple[i
     `context` tokens in its own slot (rolled back after every pass)."""
     rt = target.runtime
     context = min(context, rt.max_context - max(rows) - 1)
-    pool = rt.new_cache(context + max(rows), batch=max(batches))
-    slots = [pool.slot(i) for i in range(max(batches))] if hasattr(pool, "slot") else \
-        [rt.new_cache(context + max(rows)) for _ in range(max(batches))]
+    slots = rt.new_slots(context + max(rows), max(batches))
     g = torch.Generator().manual_seed(0)
     for slot in slots:
         rt.forward(torch.randint(0, rt.vocab_size, (1, context), generator=g), slot, logits="none")

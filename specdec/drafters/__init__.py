@@ -48,29 +48,42 @@ def is_method(method: str) -> bool:
     return all(m in DRAFTERS or ":" in m for m in method.split("+"))
 
 
+def takes_option(method: str, key: str) -> bool:
+    """Whether `method` accepts option `key` (a union takes only its own, `fit`, unscoped)."""
+    import inspect
+    if "+" in method:
+        return key == "fit"
+    params = inspect.signature(_factory(method)).parameters.values()
+    return any(p.name == key or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def make_drafter(method: str, target, options: dict | None = None) -> Proposer:
     _load_builtin()
     options = options or {}
     if "+" in method:
         from specdec.drafters.union import make_union
         return make_union(target, method.split("+"), options, make_drafter)
-    if method in DRAFTERS:
-        factory = DRAFTERS[method]
-    elif ":" in method:
-        module, _, attr = method.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"method {method!r} could not be imported ({e}); accepted: "
-                              f"{', '.join(method_names())} or package.module:factory") from None
-    else:
-        raise ConfigError(f"method {method!r} is unknown; accepted: {', '.join(method_names())} "
-                          f"or package.module:factory, or several joined by '+' (eagle+pld)")
+    factory = _factory(method)
     try:
         drafter = factory(target, **options)
     except TypeError as e:
         raise ConfigError(f"bad option for method {method!r}: {e}") from None
     return check_proposer(drafter, method)
+
+
+def _factory(method: str) -> Factory:
+    _load_builtin()
+    if method in DRAFTERS:
+        return DRAFTERS[method]
+    if ":" in method:
+        module, _, attr = method.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"method {method!r} could not be imported ({e}); accepted: "
+                              f"{', '.join(method_names())} or package.module:factory") from None
+    raise ConfigError(f"method {method!r} is unknown; accepted: {', '.join(method_names())} "
+                      f"or package.module:factory, or several joined by '+' (eagle+pld)")
 
 
 PROPOSER_MEMBERS = {"hidden_layers": "hidden_layers", "begin": "begin(prompt_ids)", "propose": "propose(state)",

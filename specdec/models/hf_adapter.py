@@ -54,6 +54,9 @@ class HFRuntime:
     def new_cache(self, capacity: int, batch: int = 1) -> HFCache:
         return HFCache(capacity)                   # transformers' cache takes its batch size from the inputs
 
+    def new_slots(self, capacity: int, count: int) -> list[HFCache]:
+        return [HFCache(capacity) for _ in range(count)]
+
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: HFCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",

@@ -129,6 +129,10 @@ class LlamaRuntime:
         return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, capacity, batch=batch, dtype=self.dtype,
                        device=self.device)
 
+    def new_slots(self, capacity: int, count: int) -> list[KVCache]:
+        pool = self.new_cache(capacity, batch=count)
+        return [pool.slot(i) for i in range(count)]
+
     def forward(self, input_ids: Tensor, cache: KVCache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
                 hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput:

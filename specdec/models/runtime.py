@@ -62,6 +62,11 @@ class DecoderRuntime(Protocol):
 
     def new_cache(self, capacity: int, batch: int = 1) -> Cache: ...
 
+    def new_slots(self, capacity: int, count: int) -> list[Cache]:
+        """`count` caches of one sequence each, for requests decoded together (one shared buffer where the
+        runtime has one)."""
+        ...
+
     def forward(self, input_ids: Tensor, cache: Cache, *, positions: Tensor | None = None,
                 tree_mask: Tensor | None = None, logits: str = "all",
                 hidden_layers: tuple[int, ...] = (), layers: tuple[int, ...] | None = None) -> ForwardOutput: ...

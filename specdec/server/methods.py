@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from specdec.drafters import Proposer, is_method, make_drafter
+from specdec.drafters import Proposer, is_method, make_drafter, takes_option
 from specdec.errors import ConfigError
 
 
@@ -62,13 +62,8 @@ def _builder(name: str, target, options: dict, defaults: dict) -> Callable[[], P
     return lambda: make_drafter(name, target, options)      # a plug-in without fork(): built per request
 
 
+
 def _with_defaults(name: str, target, options: dict, defaults: dict) -> Proposer:
-    """The method with `defaults` under `options`, or without them if the method takes no such option."""
-    extra = {k: v for k, v in defaults.items() if k not in options}
-    if extra:
-        try:
-            return make_drafter(name, target, {**options, **extra})
-        except ConfigError as e:
-            if not any(repr(k) in str(e) or k in str(e) for k in extra):
-                raise
-    return make_drafter(name, target, options)
+    """The method with those `defaults` it takes (never overriding `options`)."""
+    extra = {k: v for k, v in defaults.items() if k not in options and takes_option(name, k)}
+    return make_drafter(name, target, {**options, **extra})

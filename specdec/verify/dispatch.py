@@ -67,6 +67,11 @@ RULE_HELP = {
 }
 
 
+def check_rule(rule: str) -> None:
+    if rule not in VERIFY_RULES:
+        raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}.")
+
+
 def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
                  generator: torch.Generator | None = None, rule: str = "exact", *, position: int = 0) -> VerifyResult:
     """Verify one draft against the target's logits.
@@ -79,8 +84,7 @@ def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
     request has none. Unknown rules raise ConfigError.
     """
     # target_logits: [n+1, vocab]
-    if rule not in VERIFY_RULES:
-        raise ConfigError(f"verification rule {rule!r} is unknown; accepted: {', '.join(sorted(VERIFY_RULES))}.")
+    check_rule(rule)
     check_draft(draft, target_logits)
     if sampling.greedy:
         return verify_greedy(draft, target_logits)
