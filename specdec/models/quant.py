@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from specdec.errors import ConfigError
+from specdec.models.linear import onednn_linear, onednn_pack
 
 GROUP = 32        # input columns per quantisation group
 DENSE_ROWS = 64   # passes with at least this many rows use the dense bfloat16 copy
@@ -110,8 +111,9 @@ class Q4Linear:
 class PackedLinear:
     """y = x @ W.T for W [out, in] prepacked once for oneDNN in `dtype` (bfloat16: AMX / AVX512-BF16); y float32.
 
-    oneDNN computes each output row alone (tested: any number of rows gives the same bits per row), unlike MKL's
-    float32 path, whose one-row product rounds differently. keep=True keeps a reference to the given weight (no
+    For the LM head's shape (576 inputs) oneDNN gives each output row the same bits whatever the number of rows
+    (tested); not for every shape: with 1536 inputs (SmolLM2's down projection) a row alone rounds differently
+    from the same row among several, which is why q4 decode rows stay on the int4 kernel. keep=True keeps a reference to the given weight (no
     copy) so `weight` can show it (the tied LM head)."""
 
     def __init__(self, weight: Tensor, dtype: torch.dtype = torch.bfloat16, keep: bool = False):
@@ -119,10 +121,8 @@ class PackedLinear:
         self.dtype = dtype
         self._source = weight if keep else None
         w = weight.to(dtype).contiguous()                                               # [out, in]
-        try:
-            self.packed, self._plain = torch.ops.mkldnn._reorder_linear_weight(w, None), None
-        except (RuntimeError, AttributeError):      # a build without oneDNN: plain matmul
-            self.packed, self._plain = None, w.t()
+        self.packed = onednn_pack(w)
+        self._plain = None if self.packed is not None else w.t()   # a build without oneDNN: plain matmul
 
     @property
     def weight(self) -> Tensor:
@@ -139,7 +139,7 @@ class PackedLinear:
         shape = x.shape
         rows = x.reshape(-1, self.in_features).to(self.dtype)
         if self.packed is not None:
-            y = torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], "")
+            y = onednn_linear(rows, self.packed)
         else:
             y = rows @ self._plain
         return y.float().reshape(*shape[:-1], self.out_features)
