@@ -19,6 +19,8 @@ class KVCache:
         self.v = torch.zeros(shape, dtype=dtype, device=device)   # [layers, batch, kv_heads, capacity, head_dim]
         self.capacity = capacity
         self.length = 0
+        self.pool: KVCache | None = None    # for a slot: the cache whose buffers it lives in, and its row there
+        self.index = 0
 
     def slot(self, index: int) -> KVCache:
         """A cache of one sequence, stored in row `index` of this cache's buffers (no copy), with its own length.
@@ -32,6 +34,7 @@ class KVCache:
         view = KVCache.__new__(KVCache)
         view.k, view.v = self.k[:, index:index + 1], self.v[:, index:index + 1]   # [layers, 1, kv_heads, cap, d]
         view.capacity, view.length = self.capacity, 0
+        view.pool, view.index = self, index
         return view
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:

@@ -99,10 +99,12 @@ def measure_surface(target, *, batches: tuple[int, ...] = BATCHES, rows: tuple[i
 
 
 def surface_key(target) -> str:
-    """What a surface depends on: CPU model, threads, torch version, device, dtype (q4 included), model."""
+    """What a surface depends on: CPU model, threads, torch version, device, dtype (q4 included), the runtime's
+    projection kernels, model."""
     rt = target.runtime
     parts = [_cpu_model(), str(torch.get_num_threads()), torch.__version__, str(rt.device), str(rt.dtype),
-             str(getattr(rt, "quant", None)), target.name, str(rt.num_layers), str(rt.vocab_size)]
+             str(getattr(rt, "quant", None)), str(getattr(rt, "kernels", "")), target.name, str(rt.num_layers),
+             str(rt.vocab_size)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -34,6 +34,27 @@ class _Plan:
     exact: bool                    # q4: rows computed by the row-exact kernels
 
 
+@dataclass
+class _Shared:
+    """Segments whose attention runs in one call (`_shared_attention`): slots of one pool, each at most
+    SHARED_ROWS rows, their queries padded to `width` rows per slot of pool slots 0..slots-1."""
+    members: list[int]        # segment indices
+    rows: Tensor              # [n] the members' rows in the pass, in order
+    slot: Tensor              # [n] each row's pool slot
+    at: Tensor                # [n] each row's cache position (where its key and value go)
+    padded: Tensor            # [n] each row's index in the padded [slots * width] query layout
+    cos: Tensor               # [n, head_dim]
+    sin: Tensor               # [n, head_dim]
+    mask: Tensor              # bool [slots, 1, group * width, keys]: what each padded query row may attend to
+    pool: KVCache
+    slots: int
+    width: int
+    keys: int
+
+
+SHARED_ROWS = 16   # segments of at most this many rows share one attention call; longer ones attend alone
+
+
 def _place(plans: list[_Plan]) -> list[_Plan]:
     at = 0
     for p in plans:
@@ -101,6 +122,8 @@ class LlamaRuntime:
         self.lm_head = PackedLinear(lm, torch.float32, keep=True) if quant else Linear(lm)
         self.final_norm = cast(state["model.norm.weight"])
         self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
+        packed = bool(self.layers) and getattr(self.layers[0]["qkv"], "packed", None) is not None
+        self.kernels = "q4" if quant else "onednn" if packed else "matmul"   # which projection kernels run
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
         self.cos, self.sin = cast(cos), cast(sin)                              # [context, head_dim]
 
@@ -160,11 +183,20 @@ class LlamaRuntime:
         plans = _place([self._plan(s) for s in segments])
         x = F.embedding(torch.cat([s.input_ids.to(self.device) for s in segments], dim=1), self.embed)  # [b, N, hidden]
         runs = _exact_runs(plans) if self.quant else None
+        shared = self._share(segments, plans)
+        alone = [j for j in range(len(segments)) if shared is None or j not in shared.members]
         hidden: dict[int, Tensor] = {}
         for i in range(len(self.layers)) if layers is None else layers:
             layer = self.layers[i]
             qkv = _project(layer["qkv"], _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), runs)
-            o = torch.cat([self._attention(qkv[:, p.lo:p.hi], s.cache, i, p) for s, p in zip(segments, plans)], 1)
+            if shared is None:
+                o = torch.cat([self._attention(qkv[:, p.lo:p.hi], s.cache, i, p) for s, p in zip(segments, plans)], 1)
+            else:
+                o = torch.empty(1, x.shape[1], c.num_heads * c.head_dim, dtype=x.dtype, device=x.device)
+                o[0, shared.rows] = self._shared_attention(qkv[0, shared.rows], i, shared)
+                for j in alone:
+                    p = plans[j]
+                    o[:, p.lo:p.hi] = self._attention(qkv[:, p.lo:p.hi], segments[j].cache, i, p)
             x = x + _project(layer["o"], o, runs)
             h = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), runs)
             gate, up = h.chunk(2, dim=-1)
@@ -190,6 +222,68 @@ class LlamaRuntime:
         exact = self.exact_rows and t < DENSE_ROWS
         mask = self._row_keys(start, t, tree_mask) if exact and t > 1 else self._attention_mask(start, t, tree_mask)
         return _Plan(0, t, self.cos[positions], self.sin[positions], mask, exact)
+
+    def _share(self, segments: list[Segment], plans: list[_Plan]) -> _Shared | None:
+        """The segments that attend in one call: at most SHARED_ROWS rows each, slots of one pool, at least two of
+        them (float32 / bfloat16 only: q4 rows attend one by one, `_attention_by_row`). None when there are not
+        two such segments."""
+        if self.exact_rows or len(segments) < 2:
+            return None
+        by_pool: dict[int, list[int]] = {}
+        for j, s in enumerate(segments):
+            pool = getattr(s.cache, "pool", None)
+            if pool is not None and s.rows <= SHARED_ROWS and s.input_ids.shape[0] == 1:
+                by_pool.setdefault(id(pool), []).append(j)
+        members = max(by_pool.values(), key=len, default=[])
+        if len(members) < 2:
+            return None
+        c, dev = self.config, self.device
+        group = c.num_heads // c.num_kv_heads
+        pool = segments[members[0]].cache.pool
+        width = max(segments[j].rows for j in members)
+        slots = 1 + max(segments[j].cache.index for j in members)
+        keys = max(segments[j].cache.length + segments[j].rows for j in members)
+        # Every padded query row may see key 0 at least (its output is dropped), so no row is all -inf.
+        mask = torch.zeros(slots, width, keys, dtype=torch.bool, device=dev)
+        mask[:, :, 0] = True
+        rows, slot, at, padded = [], [], [], []
+        for j in members:
+            s, p = segments[j], plans[j]
+            start, t, b = s.cache.length, s.rows, s.cache.index
+            new = torch.ones(t, t, dtype=torch.bool, device=dev).tril() if s.tree_mask is None \
+                else s.tree_mask.to(dev)
+            mask[b, :t, :start] = True
+            mask[b, :t, start:start + t] = new
+            rows.append(torch.arange(p.lo, p.hi))
+            slot.append(torch.full((t,), b))
+            at.append(torch.arange(start, start + t))
+            padded.append(torch.arange(b * width, b * width + t))
+        mask = mask.repeat(1, group, 1).unsqueeze(1)                      # [slots, 1, group * width, keys]
+        cat = lambda parts: torch.cat(parts).to(dev)  # noqa: E731
+        return _Shared(members, cat(rows), cat(slot), cat(at), cat(padded),
+                       torch.cat([plans[j].cos for j in members]), torch.cat([plans[j].sin for j in members]),
+                       mask, pool, slots, width, keys)
+
+    def _shared_attention(self, qkv: Tensor, i: int, sh: _Shared) -> Tensor:
+        """Layer i's attention for the shared segments' rows in one call: qkv [n, (heads + 2 kv_heads) * head_dim]
+        -> [n, heads * head_dim]. Keys and values are written into the pool and read from its first `slots` slots
+        in place; queries are padded to `width` rows per slot and the mask keeps each row to its own keys."""
+        c = self.config
+        n, h, kvh, d = qkv.shape[0], c.num_heads, c.num_kv_heads, c.head_dim
+        group = h // kvh
+        qkv = qkv.view(n, h + 2 * kvh, d).transpose(0, 1)                  # [heads + 2 kv_heads, n, d]
+        qk = apply_rope(qkv[:h + kvh], sh.cos, sh.sin)
+        q, k, v = qk[:h], qk[h:], qkv[h + kvh:]
+        sh.pool.k[i, sh.slot, :, sh.at] = k.transpose(0, 1)               # [n, kv_heads, d]
+        sh.pool.v[i, sh.slot, :, sh.at] = v.transpose(0, 1)
+        queries = torch.zeros(sh.slots * sh.width, h, d, dtype=q.dtype, device=q.device)
+        queries[sh.padded] = q.transpose(0, 1)
+        queries = queries.view(sh.slots, sh.width, kvh, group, d).permute(0, 2, 3, 1, 4) \
+            .reshape(sh.slots, kvh, group * sh.width, d)
+        keys, values = sh.pool.k[i, :sh.slots, :, :sh.keys], sh.pool.v[i, :sh.slots, :, :sh.keys]
+        o = F.scaled_dot_product_attention(queries, keys, values, attn_mask=sh.mask)   # [slots, kvh, group*w, d]
+        o = o.view(sh.slots, kvh, group, sh.width, d).permute(0, 3, 1, 2, 4).reshape(sh.slots * sh.width, h * d)
+        return o[sh.padded]
 
     def _outputs(self, segments: list[Segment], plans: list[_Plan], x: Tensor,
                  hidden: dict[int, Tensor]) -> list[ForwardOutput]:
