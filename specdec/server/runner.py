@@ -233,11 +233,13 @@ class EngineRunner:
         except Exception:
             log.exception("engine step failed; the requests in it fail and a fresh engine takes over")
             self.engine = self._new_engine()
+            self._running, self._free = 0, self.engine.free_slots
             with self._cond:
                 queued = {item.request_id for kind, item in self._inbox if kind == "add"}
                 in_engine = [rid for rid in self._sinks if rid not in queued]
             self._fail(in_engine)
             return
+        self._running, self._free = len(self.engine.running), self.engine.free_slots   # before anyone hears
         for result in ended:
             with self._cond:
                 sink = self._sinks.pop(result.request_id, None)
