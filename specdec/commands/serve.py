@@ -54,6 +54,7 @@ def run_serve(args) -> int:
     from specdec.models.load import load_model
     from specdec.server import Methods, ServerConfig, create_app
     from specdec.server.methods import method_list
+    from specdec.server.runner import on_passing_thread
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is invalid; accepted: 0 to 65535")
@@ -62,9 +63,13 @@ def run_serve(args) -> int:
                           rule=args.rule, max_queue=args.max_queue, default_max_tokens=args.default_max_tokens,
                           api_key=args.api_key, drain_timeout=args.drain_timeout, speculation=args.speculation)
     names = method_list(args.method)
-    target = load_model(args.model, dtype=args.dtype, device=args.device)
     defaults = {"fit": False} if args.speculation == "load-aware" else {}
-    methods = Methods.load(names, target, dict(args.options), defaults=defaults)
+
+    def load():                  # on a thread of its own: tensor work belongs to the engine's thread (runner.py)
+        target = load_model(args.model, dtype=args.dtype, device=args.device)
+        return target, Methods.load(names, target, dict(args.options), defaults=defaults)
+
+    target, methods = on_passing_thread(load)
     app = create_app(target, methods, config)
     print(start_line(args, target, names, app.state.runner.max_model_len), flush=True)
     _serve(app, args)

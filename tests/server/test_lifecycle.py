@@ -163,3 +163,14 @@ def test_specdec_serve_on_the_default_model_answers_and_drains_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_loading_runs_on_a_thread_that_ends_and_hands_back_its_result_or_error():
+    """`specdec serve` loads on a passing thread so that the engine's thread is the only one with an OpenMP pool."""
+    from specdec.errors import ConfigError
+    from specdec.server.runner import on_passing_thread
+    seen = []
+    assert on_passing_thread(lambda: seen.append(threading.current_thread()) or 7) == 7
+    assert seen[0] is not threading.current_thread() and not seen[0].is_alive()
+    with pytest.raises(ConfigError, match="no such model"):
+        on_passing_thread(lambda: (_ for _ in ()).throw(ConfigError("no such model")))
