@@ -266,6 +266,9 @@ class Engine:
         for s in done:
             self._free.append(s.slot)
             self._free.sort()
+            end = getattr(s.drafter, "end", None)                     # optional: drafters that learn from outputs
+            if end is not None and s.finish_reason != "abort":
+                end(list(s.new), s.request.learn)
         lossy = lambda s: self.rule in LOSSY_RULES and not s.sampling.greedy  # noqa: E731
         return [s.result(self.target.decode, lossy(s)) for s in done]
 

@@ -32,6 +32,7 @@ class Request:
     drafter: Proposer | None = None                    # this request's own drafter; None: vanilla decoding
     on_tokens: Callable[[list[int]], None] | None = None   # called with each step's emitted tokens
     request_id: str = field(default_factory=lambda: uuid4().hex)
+    learn: bool = True                                 # False: drafters that learn from traffic skip this output
 
 
 @dataclass

@@ -68,6 +68,9 @@ class Proposer(Protocol):
     def on_accept(self, result: VerifyResult) -> None:
         """The verifier's decision on the last draft: roll caches forward / back, adapt the draft length."""
 
+    # Optional: end(output_ids: list[int], learn: bool) -- the request ended (not aborted) with these output tokens;
+    # a drafter that learns from outputs (suffix) may keep them for later requests unless learn is False.
+
 
 class Forkable:
     """fork(): a drafter of the same method for another request, so that many requests decode at once.

@@ -78,6 +78,12 @@ class UnionDrafter:
         for (_, m), d, mapping in zip(self.members, self._drafts, self._maps):
             m.on_accept(member_result(result, d, mapping))
 
+    def end(self, output_ids: list[int], learn: bool = True) -> None:
+        """The request ended: members that learn from outputs (the optional `end` of the protocol) learn."""
+        for _, m in self.members:
+            if hasattr(m, "end"):
+                m.end(output_ids, learn)
+
 
 def merge_drafts(drafts: list[Draft], max_nodes: int) -> tuple[Draft, list[list[int | None]]]:
     """One tree holding the drafts' nodes (shared where parent and token agree), at most max_nodes of them, and

@@ -60,7 +60,7 @@ class Generations:
         job = params.job(body, prompt_ids, limit=self.runner.max_model_len, default_max=self.default_max_tokens,
                          methods=self.methods.names, check=self.runner.check)
         request = Request(job.prompt_ids, job.max_new_tokens, job.sampling, job.stop,
-                          self.methods.drafter(job.method))
+                          self.methods.drafter(job.method), learn=job.learn)
         try:
             handle = self.runner.submit(request)
         except NotAccepting:

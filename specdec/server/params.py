@@ -44,6 +44,7 @@ class Job:
     stream: bool
     include_usage: bool
     return_token_ids: bool = False
+    learn: bool = True
 
 
 def refuse_unsupported(req: _Sampled) -> None:
@@ -150,4 +151,4 @@ def job(req: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int], *
     check_fits(check, prompt_ids, n, "messages" if chat else "prompt")
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     return Job(prompt_ids, n, sampling_params(req), stop_strings(req.stop), pick_method(req.method, methods),
-               req.stream, include_usage, req.return_token_ids)
+               req.stream, include_usage, req.return_token_ids, req.learn)

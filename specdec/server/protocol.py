@@ -33,6 +33,7 @@ class _Sampled(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = None
     method: str | None = None                  # extension: a drafting method the server loaded
+    learn: bool = True                         # extension: false = this response never shapes others' drafts
     return_token_ids: bool = False             # extension (vLLM's name): the completion's token ids in the choice
     # Declared so that they can be refused by name when set (see params.UNSUPPORTED).
     presence_penalty: float | None = None
