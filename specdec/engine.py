@@ -283,14 +283,15 @@ class SpeculativeDecoder:
 
     def generate(self, prompt: str | list[int], max_new_tokens: int = 128, sampling: SamplingParams | None = None,
                  *, chat: bool = True, stop: tuple[str, ...] = (),
-                 on_tokens: Callable[[list[int]], None] | None = None) -> GenerationResult:
-        """One request: the batch-of-one case of the engine's loop, with a cache sized for this request."""
+                 on_tokens: Callable[[list[int]], None] | None = None, learn: bool = True) -> GenerationResult:
+        """One request: the batch-of-one case of the engine's loop, with a cache sized for this request.
+        learn=False: a drafter that learns from outputs (suffix) does not keep this one."""
         prompt_ids = self.target.encode(prompt, chat=chat) if isinstance(prompt, str) else list(prompt)
         check_request(prompt_ids, max_new_tokens)
         engine = Engine(self.target, rule=self.rule, max_num_seqs=1, max_num_batched_tokens=_whole(prompt_ids),
                         max_model_len=len(prompt_ids) + max_new_tokens + 1)
         engine.add(Request(prompt_ids, max_new_tokens, sampling or SamplingParams(), tuple(stop), self.drafter,
-                           on_tokens))
+                           on_tokens, learn=learn))
         return engine.run()[0]
 
     def generate_many(self, prompts: list[str | list[int]], max_new_tokens: int = 128,

@@ -39,8 +39,11 @@ class NativeRunner:
         from specdec.engine import SpeculativeDecoder
         self.decoder = SpeculativeDecoder(target, make_drafter(method, target, options or {}), rule=rule)
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingParams) -> Measurement:
-        res = self.decoder.generate(list(prompt_ids), max_new_tokens, sampling)
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingParams,
+                 learn: bool = True) -> Measurement:
+        """learn=False: a drafter that learns from outputs (suffix) does not keep this one (warm-up runs, repeats
+        before the last), so no measured generation drafts from its own earlier answer."""
+        res = self.decoder.generate(list(prompt_ids), max_new_tokens, sampling, learn=learn)
         s = res.stats
         return Measurement(res.token_ids, s.seconds, s, s.prompt_tokens, res.finish_reason)
 
@@ -49,8 +52,9 @@ def measure(runner, prompt_ids: list[int], max_new_tokens: int, sampling: Sampli
             on_repeat=None) -> Measurement:
     """Run `repeats` times; the first run's tokens and counts, median seconds (total, prefill, draft, verify)."""
     runs = []
-    for _ in range(repeats):
-        runs.append(runner.generate(prompt_ids, max_new_tokens, sampling))
+    for i in range(repeats):
+        learn = {"learn": i == repeats - 1} if isinstance(runner, NativeRunner) else {}
+        runs.append(runner.generate(prompt_ids, max_new_tokens, sampling, **learn))
         if on_repeat:
             on_repeat()
     first = runs[0]

@@ -201,3 +201,19 @@ def test_token_ids_are_left_out_unless_asked_for(server):
     body = {"model": MODEL, "prompt": "hello", "max_tokens": 3, "temperature": 0}
     choice = httpx.post(server.base + "/v1/completions", json=body).json()["choices"][0]
     assert "token_ids" not in choice and choice["finish_reason"] in ("stop", "length")
+
+
+def test_suffix_learns_from_served_responses_unless_a_request_opts_out(target, solo):
+    """The responses' trie is shared by every request's fork; "learn": false keeps a response out of it, and the
+    greedy text is the solo text either way."""
+    from specdec.drafters.suffix import SuffixDrafter
+    suffix = SuffixDrafter(min_match=1)
+    with serve(target, {"suffix": suffix}) as s:
+        c = OpenAI(base_url=s.base + "/v1", api_key="unused", max_retries=0, timeout=60)
+        private = chat(c, PROMPTS[0], 12, temperature=0, extra_body={"learn": False})
+        assert private.token_ids == solo(PROMPTS[0], 12)[1] and not suffix.global_trie.responses
+        shared = chat(c, PROMPTS[1], 12, temperature=0)
+        assert shared.token_ids == solo(PROMPTS[1], 12)[1]
+        assert list(suffix.global_trie.responses) == [shared.token_ids]
+        r = httpx.post(s.base + "/v1/chat/completions", json={"messages": messages(PROMPTS[2]), "learn": "maybe"})
+        assert r.status_code == 400 and "learn" in r.json()["error"]["message"]
