@@ -36,8 +36,8 @@ class _Plan:
 
 @dataclass
 class _Shared:
-    """Segments whose attention runs in one call (`_shared_attention`): slots of one pool, each at most
-    SHARED_ROWS rows, their queries padded to `width` rows per slot of pool slots 0..slots-1."""
+    """Segments whose attention runs in one call (`_shared_attention`): slots of one pool with the same number of
+    rows (`width`, at most SHARED_ROWS), their queries laid out `width` rows per slot of pool slots 0..slots-1."""
     members: list[int]        # segment indices
     rows: Tensor              # [n] the members' rows in the pass, in order
     slot: Tensor              # [n] each row's pool slot
@@ -52,7 +52,7 @@ class _Shared:
     keys: int
 
 
-SHARED_ROWS = 16   # segments of at most this many rows share one attention call; longer ones attend alone
+SHARED_ROWS = 16   # segments of at most this many rows share attention calls; longer ones attend alone
 
 
 def _place(plans: list[_Plan]) -> list[_Plan]:
@@ -184,16 +184,18 @@ class LlamaRuntime:
         x = F.embedding(torch.cat([s.input_ids.to(self.device) for s in segments], dim=1), self.embed)  # [b, N, hidden]
         runs = _exact_runs(plans) if self.quant else None
         shared = self._share(segments, plans)
-        alone = [j for j in range(len(segments)) if shared is None or j not in shared.members]
+        grouped = {j for sh in shared for j in sh.members}
+        alone = [j for j in range(len(segments)) if j not in grouped]
         hidden: dict[int, Tensor] = {}
         for i in range(len(self.layers)) if layers is None else layers:
             layer = self.layers[i]
             qkv = _project(layer["qkv"], _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), runs)
-            if shared is None:
+            if not shared:
                 o = torch.cat([self._attention(qkv[:, p.lo:p.hi], s.cache, i, p) for s, p in zip(segments, plans)], 1)
             else:
                 o = torch.empty(1, x.shape[1], c.num_heads * c.head_dim, dtype=x.dtype, device=x.device)
-                o[0, shared.rows] = self._shared_attention(qkv[0, shared.rows], i, shared)
+                for sh in shared:
+                    o[0, sh.rows] = self._shared_attention(qkv[0, sh.rows], i, sh)
                 for j in alone:
                     p = plans[j]
                     o[:, p.lo:p.hi] = self._attention(qkv[:, p.lo:p.hi], segments[j].cache, i, p)
@@ -223,41 +225,42 @@ class LlamaRuntime:
         mask = self._row_keys(start, t, tree_mask) if exact and t > 1 else self._attention_mask(start, t, tree_mask)
         return _Plan(0, t, self.cos[positions], self.sin[positions], mask, exact)
 
-    def _share(self, segments: list[Segment], plans: list[_Plan]) -> _Shared | None:
-        """The segments that attend in one call: at most SHARED_ROWS rows each, slots of one pool, at least two of
-        them (float32 / bfloat16 only: q4 rows attend one by one, `_attention_by_row`). None when there are not
-        two such segments."""
+    def _share(self, segments: list[Segment], plans: list[_Plan]) -> list[_Shared]:
+        """The groups of segments that attend in one call each: slots of one pool with the same number of rows (at
+        most SHARED_ROWS), at least two a group (float32 / bfloat16 only: q4 rows attend one by one,
+        `_attention_by_row`). Equal widths: a 16-row draft beside fifteen decode rows would otherwise pad every
+        slot's queries to 16 rows."""
         if self.exact_rows or len(segments) < 2:
-            return None
-        by_pool: dict[int, list[int]] = {}
+            return []
+        groups: dict[tuple[int, int], list[int]] = {}
         for j, s in enumerate(segments):
             pool = getattr(s.cache, "pool", None)
             if pool is not None and s.rows <= SHARED_ROWS and s.input_ids.shape[0] == 1:
-                by_pool.setdefault(id(pool), []).append(j)
-        members = max(by_pool.values(), key=len, default=[])
-        if len(members) < 2:
-            return None
+                groups.setdefault((id(pool), s.rows), []).append(j)
+        return [self._group(segments, plans, members) for members in groups.values() if len(members) > 1]
+
+    def _group(self, segments: list[Segment], plans: list[_Plan], members: list[int]) -> _Shared:
         c, dev = self.config, self.device
         group = c.num_heads // c.num_kv_heads
         pool = segments[members[0]].cache.pool
-        width = max(segments[j].rows for j in members)
+        width = segments[members[0]].rows
         slots = 1 + max(segments[j].cache.index for j in members)
-        keys = max(segments[j].cache.length + segments[j].rows for j in members)
-        # Every padded query row may see key 0 at least (its output is dropped), so no row is all -inf.
+        keys = max(segments[j].cache.length + width for j in members)
+        # Rows of slots outside the group may see key 0 only (their outputs are dropped), so no row is all -inf.
         mask = torch.zeros(slots, width, keys, dtype=torch.bool, device=dev)
         mask[:, :, 0] = True
         rows, slot, at, padded = [], [], [], []
         for j in members:
             s, p = segments[j], plans[j]
-            start, t, b = s.cache.length, s.rows, s.cache.index
-            new = torch.ones(t, t, dtype=torch.bool, device=dev).tril() if s.tree_mask is None \
+            start, b = s.cache.length, s.cache.index
+            new = torch.ones(width, width, dtype=torch.bool, device=dev).tril() if s.tree_mask is None \
                 else s.tree_mask.to(dev)
-            mask[b, :t, :start] = True
-            mask[b, :t, start:start + t] = new
+            mask[b, :, :start] = True
+            mask[b, :, start:start + width] = new
             rows.append(torch.arange(p.lo, p.hi))
-            slot.append(torch.full((t,), b))
-            at.append(torch.arange(start, start + t))
-            padded.append(torch.arange(b * width, b * width + t))
+            slot.append(torch.full((width,), b))
+            at.append(torch.arange(start, start + width))
+            padded.append(torch.arange(b * width, (b + 1) * width))
         mask = mask.repeat(1, group, 1).unsqueeze(1)                      # [slots, 1, group * width, keys]
         cat = lambda parts: torch.cat(parts).to(dev)  # noqa: E731
         return _Shared(members, cat(rows), cat(slot), cat(at), cat(padded),

@@ -102,24 +102,27 @@ def test_several_segments_take_one_sequence_each():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_short_segments_attend_in_one_call_over_scattered_slots(monkeypatch, dtype):
-    """Segments of at most SHARED_ROWS rows attend in one padded call over the pool's slots in place: used slots
-    out of order with stale and empty slots between them, a tree among chains, and a long segment beside them
-    that attends alone; each equals its request alone."""
+def test_short_segments_of_equal_width_attend_in_one_call_over_scattered_slots(monkeypatch, dtype):
+    """Segments of the same number of rows (at most SHARED_ROWS) attend in one call over the pool's slots in
+    place: used slots out of order with stale and empty slots between them, a tree among chains; a long segment
+    and a lone width attend alone. Each equals its request alone."""
     hf = tiny_target(vocab=64, layers=2, hidden=32, heads=4, kv_heads=2, seed=7)[1]
     rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict(), dtype=dtype)
     calls = []
     shared = type(rt)._shared_attention
-    monkeypatch.setattr(type(rt), "_shared_attention", lambda self, *a: calls.append(1) or shared(self, *a))
-    requests = _requests(64, seed=3)
-    pool = rt.new_cache(256, batch=6)
+    monkeypatch.setattr(type(rt), "_shared_attention", lambda self, *a: calls.append(a[-1].width) or shared(self, *a))
+    g = torch.Generator().manual_seed(3)
+    ids = lambda n: torch.randint(0, 64, (n,), generator=g)  # noqa: E731
+    requests = [(ids(7), ids(4), None), (ids(30), ids(4), None), (ids(3), ids(4), torch.tensor([-1, 0, 0])),
+                (ids(12), ids(1), None), (ids(5), ids(1), None), (ids(9), ids(2), None), (ids(90), ids(70), None)]
+    pool = rt.new_cache(256, batch=9)
     rt.forward(torch.randint(0, 64, (1, 40)), pool.slot(2), logits="none")   # stale keys in a slot nobody uses
-    slots = [pool.slot(i) for i in (4, 0, 5, 1)]
+    slots = [pool.slot(i) for i in (4, 0, 8, 1, 6, 3, 5)]
     for slot, (prompt, _, _) in zip(slots, requests):
         rt.forward(prompt.unsqueeze(0), slot, logits="none")
     calls.clear()
     outs = rt.forward_batch([_segment(rt, slot, new, parents) for slot, (_, new, parents) in zip(slots, requests)])
-    assert len(calls) == 2                                   # one call per layer for the three short segments
+    assert sorted(calls) == [1, 1, 4, 4]                   # per layer: one call for width 4, one for width 1
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
     for out, request in zip(outs, requests):
         torch.testing.assert_close(out.logits[0], _alone(rt, *request)[0], **tol)
