@@ -144,14 +144,15 @@ def test_specdec_serve_on_the_default_model_answers_and_drains_on_sigterm():
         line = proc.stdout.readline()
         assert line.startswith("specdec serve: model smollm2-135m") and "vanilla (default), pld" in line
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300          # a fresh cache measures the cost surface first
         while True:
             try:
                 if httpx.get(base + "/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, proc.stderr.read()          # ended: its stderr is complete, read it
+            assert time.monotonic() < deadline, "the server was not healthy after 300 s"   # never read a live pipe
             time.sleep(0.2)
         client = OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)
         r = client.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": "Hi!"}],
