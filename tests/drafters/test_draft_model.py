@@ -77,7 +77,10 @@ def test_sampling_keeps_the_target_distribution(options):
 
 def test_fit_drafts_the_longest_chain_when_verification_is_free_and_none_when_it_is_ruinous(pair):
     target, hf = pair
-    free = {"costs": CostCurve((1, 64), (1e3, 1e3))}
+    # "Free": a pass costs the same 1e9 s whatever its length, so a drafted token pays whenever its estimated
+    # reach exceeds (expected tokens x drafting seconds) / 1e9. At 1e3 s that bound (~1e-5) sat near the reach of a
+    # 6-token chain on this flat tiny model, and drafting time decided the length run to run.
+    free = {"costs": CostCurve((1, 64), (1e9, 1e9))}
     ruinous = {"costs": CostCurve((1, 2), (1e-3, 1e3))}
     vanilla = SpeculativeDecoder(target).generate([1, 2, 3], 30)
     res = SpeculativeDecoder(target, DraftModelDrafter(noisy_copy(hf, 0.0), max_draft=6, **free)).generate([1, 2, 3], 30)
