@@ -41,7 +41,9 @@ class HFRunner:
     def __init__(self, hf_model, eos_token_ids: set[int], kind: str, assistant=None):
         self.model, self.eos, self.kind, self.assistant = hf_model, set(eos_token_ids), kind, assistant
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingParams) -> Measurement:
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingParams,
+                 learn: bool = True) -> Measurement:
+        """learn: part of the runner interface (transformers learns nothing from outputs)."""
         ids = torch.tensor([prompt_ids], device=self.model.device)              # [1, prompt]
         extra = {"assistant_model": self.assistant} if self.assistant is not None else {}
         with torch.random.fork_rng(devices=[]):          # transformers samples from the global RNG: seed a copy

@@ -133,8 +133,7 @@ def _measure_all(cfg, target, questions: list[Question], runners: dict, store: R
     first = target.encode(questions[0].turns[0])
     for runner in runners.values():
         for _ in range(cfg.warmup):
-            learn = {"learn": False} if isinstance(runner, NativeRunner) else {}    # no head start on question 1
-            runner.generate(first, min(cfg.max_new_tokens, WARMUP_TOKENS), cfg.sampling, **learn)
+            runner.generate(first, min(cfg.max_new_tokens, WARMUP_TOKENS), cfg.sampling, learn=False)  # no head start
     with tqdm(total=todo * cfg.repeats, desc="bench", unit="gen", file=sys.stderr,
               disable=not cfg.progress, dynamic_ncols=True) as bar:
         for i, q in enumerate(questions):

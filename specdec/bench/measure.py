@@ -1,6 +1,7 @@
 """One measured generation (a `Measurement`) from a native method, and the median over repeats.
 
-A runner is anything with ``generate(prompt_ids, max_new_tokens, sampling) -> Measurement``: a native
+A runner is anything with ``generate(prompt_ids, max_new_tokens, sampling, learn) -> Measurement`` (learn=False:
+a drafter that learns from outputs does not keep this one): a native
 method (`NativeRunner`, one SpeculativeDecoder over the shared target) or a transformers baseline
 (specdec.bench.baselines). A native measurement carries the engine's own record of the request
 (`GenerationStats`, the one the Python API and `specdec generate --json` read); seconds are the whole request,
@@ -53,8 +54,7 @@ def measure(runner, prompt_ids: list[int], max_new_tokens: int, sampling: Sampli
     """Run `repeats` times; the first run's tokens and counts, median seconds (total, prefill, draft, verify)."""
     runs = []
     for i in range(repeats):
-        learn = {"learn": i == repeats - 1} if isinstance(runner, NativeRunner) else {}
-        runs.append(runner.generate(prompt_ids, max_new_tokens, sampling, **learn))
+        runs.append(runner.generate(prompt_ids, max_new_tokens, sampling, learn=i == repeats - 1))
         if on_repeat:
             on_repeat()
     first = runs[0]

@@ -38,7 +38,7 @@ def test_repeats_keep_the_first_runs_counts_and_median_times():
         def __init__(self):
             self.calls = 0
 
-        def generate(self, prompt_ids, max_new_tokens, sampling):
+        def generate(self, prompt_ids, max_new_tokens, sampling, learn=True):
             self.calls += 1
             from specdec.types import GenerationStats
             stats = GenerationStats(new_tokens=2, seconds=float(self.calls), draft_seconds=0.1 * self.calls,
