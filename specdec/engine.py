@@ -266,6 +266,7 @@ class Engine:
         for s in done:
             self._free.append(s.slot)
             self._free.sort()
+            s.stats.drafter = dict(getattr(s.drafter, "counters", None) or {})   # optional: a drafter's own counts
             end = getattr(s.drafter, "end", None)                     # optional: drafters that learn from outputs
             if end is not None and s.finish_reason != "abort":
                 end(list(s.new), s.request.learn)

@@ -187,6 +187,7 @@ class GenerationStats:
     scratch_tokens: int = 0             # scratch nodes scored in total (never verified)
     emitted_tokens: int = 0             # sum over steps of n_accepted + 1 (before truncation at a stop)
     acceptance: AcceptanceCounter = field(default_factory=AcceptanceCounter)
+    drafter: dict[str, int] = field(default_factory=dict)   # the drafter's own counts (its `counters`), if any
 
     def count(self, draft: Draft, result: VerifyResult) -> None:
         """One verification step: one target forward over `draft`, `result` the verifier's decision."""
@@ -231,5 +232,5 @@ class GenerationStats:
             "accepted_per_depth": list(self.accepted_per_depth), "reached_per_depth": list(self.reached_per_depth),
             "draft_seconds": self.draft_seconds, "verify_seconds": self.verify_seconds,
             "draft_tokens": self.draft_tokens, "scratch_tokens": self.scratch_tokens,
-            "emitted_tokens": self.emitted_tokens,
+            "emitted_tokens": self.emitted_tokens, "drafter": dict(self.drafter),
         }

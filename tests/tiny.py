@@ -52,7 +52,6 @@ def tiny_target(arch: str = "llama", eos: set[int] | None = None, quant: str | N
 def tiny_tokenizer(vocab: int = 300):
     """A byte-level BPE tokenizer trained on a few sentences, with a ChatML chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -61,6 +60,13 @@ def tiny_tokenizer(vocab: int = 300):
     text = ["the quick brown fox jumps over the lazy dog", "hello world, what is the capital of France?",
             "speculative decoding drafts tokens and the target verifies them"] * 20
     tok.train_from_iterator(text, trainer)
+    return wrap_tokenizer(tok)
+
+
+def wrap_tokenizer(tok):
+    """A `tokenizers.Tokenizer` with tiny_tokenizer's special tokens as a transformers tokenizer with a ChatML
+    chat template."""
+    from transformers import PreTrainedTokenizerFast
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                    unk_token="<|endoftext|>", pad_token="<|endoftext|>")
     fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

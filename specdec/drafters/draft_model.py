@@ -39,7 +39,7 @@ def check_same_vocabulary(target, draft) -> None:
     if not same:
         raise ConfigError(f"draft model {draft.name!r} does not share the tokenizer of target {target.name!r}; "
                           f"accepted: a draft model with the identical vocabulary (e.g. a smaller model of the "
-                          f"same family)")
+                          f"same family), or with tokenizers on both sides to draft through bytes")
 
 
 class DraftModelDrafter(Forkable):
@@ -172,13 +172,38 @@ class DraftModelDrafter(Forkable):
         self.schedule.update(result.n_accepted, self._depth)
 
 
-@register("draft", "an independent draft model with the target's tokenizer (-o model=NAME), chains or trees")
+@register("draft", "an independent draft model (-o model=NAME), chains or trees; a draft with another tokenizer "
+                   "drafts through bytes (chains)")
 def make_draft(target, model: str | None = None, dtype: str = "float32", fit: bool = False,
                **options) -> DraftModelDrafter:
     if model is None:
         raise ConfigError("method 'draft' needs a draft model: -o model=NAME (a registry name, .gguf file, "
-                          "Hugging Face directory or hub id) with the target's tokenizer")
+                          "Hugging Face directory or hub id)")
     from specdec.models.load import load_model
     draft = load_model(model, dtype=dtype, device=str(target.runtime.device), quiet=True)
-    check_same_vocabulary(target, draft)
+    return draft_for(target, draft, fit=fit, **options)
+
+
+def draft_for(target, draft, fit: bool = False, **options) -> DraftModelDrafter:
+    """The drafter for this pair: token for token when the tokenizers are the same, through bytes otherwise."""
+    cross = {k: options.pop(k) for k in ("translate", "map_threshold") if k in options}
+    try:
+        check_same_vocabulary(target, draft)
+    except ConfigError:
+        if target.tokenizer is None or draft.tokenizer is None:
+            raise
+        from specdec.drafters.draft_cross import CrossTokenizerDrafter
+        from specdec.drafters.translate import Vocabulary, check_pair
+        if fit or options.get("branches", 1) != 1 or set(options) - {"num_draft", "adaptive", "max_draft"}:
+            bad = "fit" if fit else "branches" if options.get("branches", 1) != 1 else sorted(
+                set(options) - {"num_draft", "adaptive", "max_draft"})[0]
+            raise ConfigError(f"option {bad!r} is not available with a draft model of another tokenizer; "
+                              f"accepted: num_draft, adaptive, max_draft, translate, map_threshold") from None
+        tv = Vocabulary(target.tokenizer, target.runtime.vocab_size)
+        dv = Vocabulary(draft.tokenizer, draft.runtime.vocab_size)
+        check_pair(tv, dv, target.name, draft.name)
+        return CrossTokenizerDrafter(draft, tv, dv, **cross, **options)
+    if cross and cross.get("translate", "auto") != "auto":
+        raise ConfigError(f"translate={cross['translate']!r} needs a draft model with another tokenizer; draft "
+                          f"{draft.name!r} shares the target's, so its tokens are used as they are")
     return DraftModelDrafter(draft, target_vocab=target.runtime.vocab_size, costs=fit_costs(target, fit), **options)

@@ -78,6 +78,15 @@ class UnionDrafter:
         for (_, m), d, mapping in zip(self.members, self._drafts, self._maps):
             m.on_accept(member_result(result, d, mapping))
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """The members' own counts (the stats' `drafter` entry), summed by name."""
+        out: dict[str, int] = {}
+        for _, m in self.members:
+            for key, n in (getattr(m, "counters", None) or {}).items():
+                out[key] = out.get(key, 0) + n
+        return out
+
     def end(self, output_ids: list[int], learn: bool = True) -> None:
         """The request ended: members that learn from outputs (the optional `end` of the protocol) learn."""
         for _, m in self.members:
