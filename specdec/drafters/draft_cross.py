@@ -32,6 +32,7 @@ from specdec.verify import logits_to_probs
 
 PATHS = ("map", "retokenize")
 BACK_OFF = 2            # draft tokens re-encoded each step: the end of the text may merge with what follows
+EXTRA = 4               # draft tokens a step may draft past its budget to close the word it stopped in
 
 
 def _empty() -> Draft:
@@ -102,7 +103,7 @@ class CrossTokenizerDrafter(DraftModelDrafter):
         except Untranslatable:
             self.counters["translate_empty"] += 1
             return _empty()
-        need = len(self.context) + depth + 2
+        need = len(self.context) + depth + EXTRA + 2
         if self.cache is not None and need > self.cache.capacity:
             self.cache, self.cached = None, []                  # outgrew the draft cache: start a larger one
         room = 4 * (state.room + 1) + depth + 8                 # draft tokens the rest of the request may take
@@ -110,10 +111,8 @@ class CrossTokenizerDrafter(DraftModelDrafter):
             self.counters["translate_empty"] += 1               # the draft model's context is full
             return _empty()
         logits = self._catch_up(self.context, room=room)
-        drafted = self._continue(logits, depth, state)
+        tokens, path = self._continue(logits, depth, state)
         self.cache.crop(len(self.cached))
-        tokens, path = self._to_target(drafted)
-        tokens = tokens[:min(state.max_depth, state.max_nodes)]
         if not tokens:
             self.counters["translate_empty"] += 1
             return _empty()
@@ -121,18 +120,24 @@ class CrossTokenizerDrafter(DraftModelDrafter):
         self._depth = len(tokens)
         return Draft.chain(torch.tensor(tokens, dtype=torch.long))
 
-    def _continue(self, logits, depth: int, state) -> list[int]:
-        out = []
-        for i in range(depth):
+    def _continue(self, logits, depth: int, state) -> tuple[list[int], str]:
+        """Up to `depth` target tokens: the draft continues the text until its translation holds `depth` tokens
+        (the last word, still open, does not count), its own special token, or EXTRA draft tokens past `depth`."""
+        drafted, tokens, path = [], [], "retokenize"
+        for i in range(depth + EXTRA):
             logits = logits.masked_fill(self.banned, float("-inf"))
             p = logits_to_probs(logits, state.sampling)
             tok = int(p.argmax()) if state.sampling.greedy else state.sample(p, depth=i + 1)
-            out.append(tok)
-            if tok in self.dv.special_ids or i + 1 == depth:
-                break
-            res = self.rt.forward(torch.tensor([[tok]], device=self.rt.device), self.cache, logits="last")
-            logits = self._logits(res.logits[0, -1])
-        return out
+            drafted.append(tok)
+            special = tok in self.dv.special_ids
+            if i + 1 >= depth or special:
+                tokens, path = self._to_target(drafted)
+                if len(tokens) >= depth or special:
+                    break
+            if i + 1 < depth + EXTRA:
+                res = self.rt.forward(torch.tensor([[tok]], device=self.rt.device), self.cache, logits="last")
+                logits = self._logits(res.logits[0, -1])
+        return tokens[:depth], path
 
     def _to_target(self, drafted: list[int]) -> tuple[list[int], str]:
         if self.path == "map":

@@ -205,3 +205,18 @@ def test_sampling_keeps_the_target_distribution(setup, pair):
     sampling = SamplingParams(temperature=0.9, top_k=3)
     tv, bound = two_token_tv(target, prompts[0], sampling, lambda i: proto.fork(), 1500)
     assert tv < bound, (tv, bound)
+
+
+def test_a_one_token_budget_still_drafts_whole_words(setup):
+    """The budget counts target tokens: with one, the draft continues until a whole word translates (the open
+    last word never counts), instead of proposing nothing step after step."""
+    target, hf, tok, prompts, vanilla = setup
+    drafter = draft_for(target, draft_model(hf, tok, tiny_tokenizer(270), noise=0.05), num_draft=1, adaptive=False)
+    steps = {"translate_retokenize": 0, "translate_empty": 0}
+    for prompt, expected in zip(prompts, vanilla):
+        res = SpeculativeDecoder(target, drafter).generate(prompt, 24)
+        assert res.token_ids == expected
+        assert res.stats.draft_tokens <= res.stats.target_forwards               # at most one token a step
+        for key in steps:
+            steps[key] += res.stats.drafter[key]
+    assert steps["translate_retokenize"] > 3 * steps["translate_empty"], steps
