@@ -72,6 +72,7 @@ class SpeculativeUsage(BaseModel):
     draft_tokens: int               # draft tokens proposed
     accepted_tokens: int            # of which the verifier accepted
     target_forward_passes: int
+    drafter: dict[str, int] = {}    # the drafter's own counts, e.g. steps per translation path of a cross-tokenizer draft
 
 
 class Usage(BaseModel):

@@ -28,7 +28,8 @@ def usage(result: GenerationResult) -> Usage:
     s = result.stats
     prompt, completion = len(result.prompt_ids), len(result.token_ids)
     spec = SpeculativeUsage(mean_accepted_length=round(s.mean_accepted_length, 4), draft_tokens=s.draft_tokens,
-                            accepted_tokens=sum(s.accepted_per_depth), target_forward_passes=s.target_forwards)
+                            accepted_tokens=sum(s.accepted_per_depth), target_forward_passes=s.target_forwards,
+                            drafter=dict(s.drafter))
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
                  speculative=spec)
 

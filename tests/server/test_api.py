@@ -108,6 +108,7 @@ def test_chat_returns_the_solo_greedy_text_with_consistent_usage(client, solo, t
     assert spec["mean_accepted_length"] == pytest.approx((passes + accepted) / passes, abs=1e-3)
     assert 0 <= accepted <= spec["draft_tokens"]
     assert passes + accepted >= usage.completion_tokens       # emitted, minus what a stop or the limit cut
+    assert spec["drafter"] == {}                               # neither drafter keeps counts of its own
     if method == "vanilla":
         assert spec["draft_tokens"] == 0 and spec["mean_accepted_length"] == 1.0
     else:
