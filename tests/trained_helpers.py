@@ -11,6 +11,7 @@ from specdec.drafters.medusa import MedusaDrafter, path_value, tree_from_accurac
 from specdec.drafters.trained import place
 from specdec.heads.distilled import DistilledNet
 from specdec.heads.eagle import EagleNet
+from specdec.heads.eagle3 import Eagle3Net
 from specdec.heads.layer import LayerShape
 from specdec.heads.medusa import MedusaNet
 
@@ -28,6 +29,18 @@ def eagle_drafter(target, seed: int = 0, draft_vocab: int | None = None, fuse: t
     if fuse:                                          # a fusion that really mixes the extra layers in
         with torch.no_grad():
             net.fuse.weight.add_(0.3 * torch.randn_like(net.fuse.weight))
+    return EagleDrafter(place(net, target), target.runtime.embed, **options)
+
+
+def eagle3_drafter(target, seed: int = 0, draft_vocab: int | None = None, aux: tuple[int, ...] | None = None,
+                   **options) -> EagleDrafter:
+    """aux: the target layers fused (default: the first and the last)."""
+    torch.manual_seed(seed)
+    aux = aux or tuple(sorted({0, target.runtime.num_layers - 1}))
+    net = Eagle3Net(LayerShape.of_target(target.runtime.config), len(vocab_ids(target, draft_vocab)), aux)
+    net.init_from_target(target, vocab_ids(target, draft_vocab))
+    with torch.no_grad():                             # a fusion that really mixes every aux layer in
+        net.fc.weight.add_(0.3 * torch.randn_like(net.fc.weight))
     return EagleDrafter(place(net, target), target.runtime.embed, **options)
 
 

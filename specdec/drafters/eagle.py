@@ -63,7 +63,7 @@ class EagleDrafter(Forkable):
 
     def _catch_up(self, state: DecodeState) -> None:
         """Append entries (f_p, e(x_{p+1})) for the positions the target just committed."""
-        feats = state.hidden.get(-1)
+        feats = self.net.committed_input(state.hidden)              # [k, hidden]
         if feats is None or feats.shape[0] == 0:
             return
         s = self.net.shape
@@ -73,10 +73,7 @@ class EagleDrafter(Forkable):
         k = feats.shape[0]
         nxt = torch.tensor(state.tokens[self.entries + 1:self.entries + k + 1], device=feats.device)
         positions = torch.arange(self.entries, self.entries + k, device=feats.device)
-        extras = (torch.stack([state.hidden[i] for i in self.net.extra_layers], dim=-2)
-                  if self.net.extra_layers else None)                 # [k, extra layers, hidden]
-        inputs = self.net.target_input(feats, extras)
-        g = self.net(inputs.unsqueeze(0), self.embed[nxt].unsqueeze(0), positions, cache=self.cache)
+        g = self.net(feats.unsqueeze(0), self.embed[nxt].unsqueeze(0), positions, cache=self.cache)
         self.entries += k
         self.last = g[0, -1]
 
@@ -137,6 +134,18 @@ def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) 
     net, config, _ = load_trained(target, "eagle", drafter)
     if any(not 0 <= i < target.runtime.num_layers for i in net.extra_layers):
         raise ConfigError(f"eagle drafter fuses target layers {list(net.extra_layers)}, but {target.name!r} has "
+                          f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")
+    defaults = dict(config.get("decode_defaults", {}))
+    defaults.update(options)
+    return EagleDrafter(net, target.runtime.embed, costs=costs, **defaults)
+
+
+@register("eagle3", "EAGLE-3 head with dynamic draft trees (-o drafter=DIR: trained by `specdec train eagle3`)")
+def make_eagle3(target, drafter: str | None = None, fit: bool = True, **options) -> EagleDrafter:
+    costs = fit_costs(target, fit)
+    net, config, _ = load_trained(target, "eagle3", drafter)
+    if any(not 0 <= i < target.runtime.num_layers for i in net.aux_layers):
+        raise ConfigError(f"eagle3 drafter reads target layers {list(net.aux_layers)}, but {target.name!r} has "
                           f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")
     defaults = dict(config.get("decode_defaults", {}))
     defaults.update(options)

@@ -47,6 +47,20 @@ class EagleNet(nn.Module):
     def logits(self, g: Tensor) -> Tensor:           # [..., hidden] -> [..., draft vocab]
         return self.head(g)
 
+    def entry(self, embeds: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(the layer's input, its residual stream): both fc's mix of the embedding and the feature."""
+        x = self.fc(torch.cat([embeds, features], dim=-1))
+        return x, x
+
+    def committed_input(self, hidden: dict[int, Tensor]) -> Tensor | None:
+        """The feature input for the positions the target just committed, from the engine's hidden states (None
+        when it handed over none)."""
+        final = hidden.get(-1)
+        if final is None:
+            return None
+        extras = torch.stack([hidden[i] for i in self.extra_layers], dim=-2) if self.extra_layers else None
+        return self.target_input(final, extras)
+
     @property
     def feature_layers(self) -> tuple[int, ...]:
         """The target hidden states the head reads: -1 (the final normed feature), then the extra layers."""

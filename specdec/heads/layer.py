@@ -94,14 +94,16 @@ class DraftLayer(nn.Module):
         return x + self.down(F.silu(gate) * up)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, *, cache=None, index: int = 0,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, residual: Tensor | None = None) -> Tensor:
         """Without a cache: causal attention over x. With one (a specdec.kv.KVCache): new keys are written at
         cache.length; mask [t, t] (among themselves, all the past visible), [t, cache.length + t] (everything
         spelled out) or None (causal).
-        The caller advances the cache once all layers ran."""
+        The caller advances the cache once all layers ran. residual: the stream the attention output is added
+        to (default x itself; EAGLE-3's midlayer attends over a wider input than its residual stream)."""
+        residual = x if residual is None else residual
         q, k, v = self.project(x, cos, sin)
         if cache is None:
-            return self.finish(x, self.attend(q, k, v, mask, causal=mask is None))
+            return self.finish(residual, self.attend(q, k, v, mask, causal=mask is None))
         start, t = cache.length, x.shape[1]
         keys, values = cache.write(index, k, v)
         full = mask
@@ -109,7 +111,7 @@ class DraftLayer(nn.Module):
             full = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         if full is not None and full.shape[1] == t:        # new tokens among themselves: all the past is visible
             full = torch.cat([torch.ones(t, start, dtype=torch.bool, device=x.device), full], dim=1)
-        return self.finish(x, self.attend(q, keys, values, full))
+        return self.finish(residual, self.attend(q, keys, values, full))
 
     def init_from(self, state: dict[str, Tensor]) -> None:
         """Copy a Hugging Face Llama layer's weights (names without the 'model.layers.{i}.' prefix)."""

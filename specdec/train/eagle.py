@@ -23,13 +23,16 @@ class EagleObjective:
     needs_evaluation = False
 
     def __init__(self, net: EagleNet, embed: Tensor, teacher_rows: Tensor, *, unroll: int = 3,
-                 noise: float = 0.1, w_reg: float = 1.0, w_cls: float = 0.1, eval_depth: int = 6):
+                 noise: float = 0.1, w_reg: float = 1.0, w_cls: float = 0.1, eval_depth: int = 6,
+                 kind: str = "eagle"):
+        self.kind = kind
         self.model, self.embed, self.rows = net, embed, teacher_rows    # rows: [draft vocab, hidden]
         self.unroll, self.noise, self.eval_depth = unroll, noise, eval_depth
         self.w_reg, self.w_cls = w_reg, w_cls
 
     def describe(self) -> dict:
-        fused = {"fuse_layers": list(self.model.extra_layers)} if self.model.extra_layers else {}
+        key = "aux_layers" if self.kind == "eagle3" else "fuse_layers"
+        fused = {key: list(self.model.extra_layers)} if self.model.extra_layers else {}
         return {"kind": self.kind, "unroll": self.unroll, "noise": self.noise, "w_reg": self.w_reg, "w_cls": self.w_cls,
                 **fused}
 
@@ -46,13 +49,13 @@ class EagleObjective:
         keys, values, outs = [], [], []
         inp = f
         for s in range(1, steps + 1):
-            x = net.fc(torch.cat([e, inp], dim=-1))
+            x, residual = net.entry(e, inp)
             q, k, v = net.layer.project(x, cos, sin)
             keys.append(k)
             values.append(v)
             mask = _step_mask(t, s).to(f.device) if s > 1 else None
             attn = net.layer.attend(q, torch.cat(keys, 2), torch.cat(values, 2), mask, causal=s == 1)
-            g = net.layer.finish(x, attn)
+            g = net.layer.finish(residual, attn)
             outs.append(g)
             inp = torch.cat([torch.zeros_like(g[:, :1]), g[:, :-1]], dim=1)     # entry p reads g from p-1
         return outs

@@ -86,7 +86,7 @@ def train_drafter(kind_name: str, target, records: list[dict], out_dir: str | Pa
     options = check_settings(kind_name, target, settings)
     start = load_init(kind, target, settings) if settings.init is not None else None   # refused before feature work
     out_dir = Path(out_dir)
-    train, held_out = split_held_out(_features(target, records, kind.target_layers(options), settings, progress))
+    train, held_out = split_held_out(_features(target, records, kind.target_layers(options, target), settings, progress))
     token_ids = start.token_ids.cpu() if start is not None else select_draft_vocab(
         (s.tokens[s.prompt_len:].tolist() for s in train), settings.draft_vocab, target.runtime.vocab_size,
         always=target.eos_token_ids)
@@ -124,10 +124,10 @@ def check_settings(kind_name: str, target, settings: TrainSettings):
     for name in settings.options:
         if name not in declared:
             raise ConfigError(f"training option {name!r} is unknown; accepted: {', '.join(sorted(declared))}")
-    options = resolve_options(kind, settings.options)
+    options = kind.for_target(resolve_options(kind, settings.options), target)
     kind.check(options, target)
     if settings.init is not None:
-        check_init_shape(kind_name, read_init(kind_name, target, settings.init)[0], settings)
+        check_init_shape(kind_name, read_init(kind_name, target, settings.init)[0], settings, options)
     return options
 
 
@@ -191,9 +191,11 @@ def read_init(kind_name: str, target, init: str) -> tuple[dict, dict[str, torch.
     return config, state
 
 
-def check_init_shape(kind_name: str, config: dict, settings: TrainSettings) -> None:
-    """Refuse settings whose shape options differ from the initial drafter's (its config)."""
-    asked = {"draft_vocab": settings.draft_vocab, **asdict(resolve_options(get_kind(kind_name), settings.options))}
+def check_init_shape(kind_name: str, config: dict, settings: TrainSettings, options=None) -> None:
+    """Refuse settings whose shape options (`options`: as check_settings resolved them) differ from the initial
+    drafter's (its config)."""
+    options = options if options is not None else resolve_options(get_kind(kind_name), settings.options)
+    asked = {"draft_vocab": settings.draft_vocab, **asdict(options)}
     shown = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
     for key, value in init_shape(kind_name, config).items():
         if asked[key] != value:

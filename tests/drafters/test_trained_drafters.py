@@ -13,7 +13,7 @@ from specdec.drafters.medusa import MedusaDrafter, tree_from_accuracies
 from specdec.engine import SpeculativeDecoder
 from tests.distribution import two_token_tv
 from tests.tiny import tiny_target
-from tests.trained_helpers import distilled_drafter, eagle_drafter, medusa_drafter
+from tests.trained_helpers import distilled_drafter, eagle3_drafter, eagle_drafter, medusa_drafter
 
 BUILDERS = {
     "eagle-tree": lambda t, s: eagle_drafter(t, s, depth=4, topk=3, nodes=10),
@@ -22,6 +22,8 @@ BUILDERS = {
     "eagle-fused": lambda t, s: eagle_drafter(t, s, fuse=(0,), depth=3, topk=2, nodes=6),
     "eagle-fit": lambda t, s: eagle_drafter(t, s, depth=3, topk=2, nodes=6,
                                             costs=CostCurve((1, 2, 4, 8), (1.0, 1.02, 1.05, 1.6))),
+    "eagle3-tree": lambda t, s: eagle3_drafter(t, s, depth=4, topk=3, nodes=10),
+    "eagle3-chain-small-vocab": lambda t, s: eagle3_drafter(t, s, draft_vocab=7, depth=4, topk=1, nodes=4),
     "medusa": lambda t, s: medusa_drafter(t, s),
     "medusa-small-vocab": lambda t, s: medusa_drafter(t, s, draft_vocab=6, nodes=5),
     "distilled-chain": lambda t, s: distilled_drafter(t, s, num_draft=3),
@@ -43,7 +45,7 @@ def test_greedy_equals_vanilla(name):
     assert accepted > 0                   # drafts were really accepted sometimes, not all rejected
 
 
-@pytest.mark.parametrize("name", ["eagle-tree", "eagle-fit", "eagle-fused", "medusa", "distilled-chain",
+@pytest.mark.parametrize("name", ["eagle-tree", "eagle-fit", "eagle-fused", "eagle3-tree", "medusa", "distilled-chain",
                                   "distilled-tree"])
 def test_sampling_keeps_the_target_distribution(name):
     target, _ = tiny_target(vocab=6, layers=1, hidden=16, heads=2, kv_heads=1, scale=2.0, seed=7)
@@ -52,7 +54,7 @@ def test_sampling_keeps_the_target_distribution(name):
     assert tv < bound, (tv, bound)
 
 
-Q4_BUILDERS = ["eagle-tree", "eagle-fused", "medusa", "distilled-tree"]
+Q4_BUILDERS = ["eagle-tree", "eagle-fused", "eagle3-tree", "medusa", "distilled-tree"]
 
 
 def _q4_target(**kw):

@@ -186,8 +186,8 @@ def test_a_registered_kind_trains_saves_loads_and_decodes_like_vanilla(toy_kind,
 
 def test_the_registry_names_its_kinds_and_refuses_what_it_lacks(toy_kind, target_and_records, tmp_path):
     target, records = target_and_records
-    assert kind_names() == ["distilled", "eagle", "medusa", "toy"] and get_kind("toy") is toy_kind
-    with pytest.raises(ConfigError, match="drafter kind 'tyo' is unknown; accepted: distilled, eagle, medusa, toy"):
+    assert kind_names() == ["distilled", "eagle", "eagle3", "medusa", "toy"] and get_kind("toy") is toy_kind
+    with pytest.raises(ConfigError, match="drafter kind 'tyo' is unknown; accepted: distilled, eagle, eagle3, medusa, toy"):
         train_drafter("tyo", target, records, tmp_path / "x", settings(tmp_path), progress=False)
     with pytest.raises(ConfigError, match="training option 'blokcs' is unknown; accepted: .*blocks"):
         train_drafter("toy", target, records, tmp_path / "x", settings(tmp_path, blokcs=2), progress=False)
@@ -220,5 +220,5 @@ def test_specdec_train_offers_a_registered_kind_and_its_options(toy_kind):
 
 def test_registrations_do_not_leak_between_tests():
     assert "toy" not in kind_names() and "toy" not in drafters.DRAFTERS
-    with pytest.raises(ConfigError, match="drafter kind 'toy' is unknown; accepted: distilled, eagle, medusa$"):
+    with pytest.raises(ConfigError, match="drafter kind 'toy' is unknown; accepted: distilled, eagle, eagle3, medusa$"):
         get_kind("toy")

@@ -37,13 +37,13 @@ def settings(tmp_path, steps=30, **kw):
 
 @pytest.mark.parametrize("kind, extra", [("eagle", {}), ("eagle", {"fuse_layers": (0,)}),
                                          ("eagle", {"feature_weight": 0.0, "cls_weight": 1.0}), ("medusa", {}),
-                                         ("distilled", {})],
-                         ids=["eagle", "eagle-fused", "eagle-cls-only", "medusa", "distilled"])
+                                         ("distilled", {}), ("eagle3", {})],
+                         ids=["eagle", "eagle-fused", "eagle-cls-only", "medusa", "distilled", "eagle3"])
 def test_training_lowers_loss_and_the_saved_drafter_decodes_losslessly(kind, extra, target_and_records, tmp_path):
     target, records = target_and_records
     summary = train_drafter(kind, target, records, tmp_path / kind, settings(tmp_path, **extra), progress=False)
     log = [json.loads(x) for x in (tmp_path / kind / "run" / "train_log.jsonl").read_text().splitlines()]
-    if extra.get("feature_weight") == 0:       # cross-entropy alone: bounded below by the teacher's entropy
+    if extra.get("feature_weight") == 0 or kind == "eagle3":   # cross-entropy alone: bounded below by the teacher's entropy
         assert log[-1]["train_loss"] < log[0]["train_loss"], log
     else:
         assert log[-1]["train_loss"] < log[0]["train_loss"] * 0.9 or log[-1]["train_loss"] < 0.05, log
@@ -157,7 +157,8 @@ def test_eagle_loss_equals_its_formula_step_by_step(target_and_records, tmp_path
     assert {"acc1", "acc2", "acc3"} <= set(metrics)
 
 
-@pytest.mark.parametrize("kind, extra", [("eagle", {"fuse_layers": (0,)}), ("medusa", {}), ("distilled", {})])
+@pytest.mark.parametrize("kind, extra", [("eagle", {"fuse_layers": (0,)}), ("medusa", {}), ("distilled", {}),
+                                         ("eagle3", {"aux_layers": (0, 1, 1)})])
 def test_a_run_can_start_from_a_trained_drafter(kind, extra, target_and_records, tmp_path):
     """--init: the new run starts where the initial drafter ended (its first loss is that drafter's, far below a
     fresh start's) and keeps its draft vocabulary; a shape that differs from the initial drafter's is refused."""
@@ -169,13 +170,16 @@ def test_a_run_can_start_from_a_trained_drafter(kind, extra, target_and_records,
     s.init = str(tmp_path / "first")
     warm = train_drafter(kind, target, records, tmp_path / "warm", s, progress=False)
     first = [json.loads(x) for x in (tmp_path / "first" / "run" / "train_log.jsonl").read_text().splitlines()]
-    assert warm["held_out_metrics"]["train_loss"] < 0.9 * fresh["held_out_metrics"]["train_loss"]
+    # eagle3's loss is cross-entropy alone, bounded below by the teacher's entropy: a smaller margin
+    margin = 0.995 if kind == "eagle3" else 0.9
+    assert warm["held_out_metrics"]["train_loss"] < margin * fresh["held_out_metrics"]["train_loss"]
     held = [k for k in first[-1] if k.startswith("held_out_")]
     assert held and all(warm["held_out_metrics"][k] == pytest.approx(first[-1][k], abs=0.02) for k in held)
     _, a = load_drafter(tmp_path / "first", kind)
     _, b = load_drafter(tmp_path / "warm", kind)
     assert torch.equal(a["token_ids"], b["token_ids"])
-    key, wrong = {"eagle": ("fuse_layers", ()), "medusa": ("heads", 3), "distilled": ("layers", 2)}[kind]
+    key, wrong = {"eagle": ("fuse_layers", ()), "medusa": ("heads", 3), "distilled": ("layers", 2),
+                  "eagle3": ("aux_layers", (0, 0, 1))}[kind]
     bad = settings(tmp_path, steps=2, **extra)
     bad.init = str(tmp_path / "first")
     bad.options[key] = wrong

@@ -69,10 +69,14 @@ class TrainedKind(ABC):
     options: type = NoOptions               # frozen dataclass of training options, fields made with option()
     decode_defaults: dict = {}              # written to config.json; the drafter method's defaults
 
+    def for_target(self, options: Any, target) -> Any:
+        """The options with defaults that depend on the target filled in (default: as given)."""
+        return options
+
     def check(self, options: Any, target) -> None:
         """Refuse options that do not fit each other or the target: a ConfigError, before any data work."""
 
-    def target_layers(self, options: Any) -> tuple[int, ...]:
+    def target_layers(self, options: Any, target) -> tuple[int, ...]:
         """Target layers (0-based) whose residual streams the features must carry besides the final feature
         (Sequence.extras, Batch.extras)."""
         return ()

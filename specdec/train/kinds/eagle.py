@@ -35,7 +35,7 @@ class EagleKind(TrainedKind):
         check_fuse_layers(options.fuse_layers, target)
         check_loss_weights(options.feature_weight, options.cls_weight)
 
-    def target_layers(self, options: EagleOptions) -> tuple[int, ...]:
+    def target_layers(self, options: EagleOptions, target) -> tuple[int, ...]:
         return options.fuse_layers
 
     def shape(self, config: dict) -> dict:
