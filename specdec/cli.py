@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a drafter for a target (kinds: specdec train --help)")
     add_train_arguments(t)
 
+    from specdec.commands.export import add_export_arguments
+    e = sub.add_parser("export", help="write a trained eagle3 drafter in vLLM's, SGLang's or speculators' format")
+    add_export_arguments(e)
+
     sub.add_parser("serve", help="an OpenAI-compatible server over the batched engine (specdec serve --help)",
                    add_help=False)
     return parser
@@ -128,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "datastore":
             from specdec.commands.datastore import run_datastore
             return run_datastore(args)
+        if args.command == "export":
+            from specdec.commands.export import run_export
+            return run_export(args)
         if args.command == "serve":
             from specdec.commands.serve import run_serve
             return run_serve(args)

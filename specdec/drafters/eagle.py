@@ -140,10 +140,18 @@ def make_eagle(target, drafter: str | None = None, fit: bool = True, **options) 
     return EagleDrafter(net, target.runtime.embed, costs=costs, **defaults)
 
 
-@register("eagle3", "EAGLE-3 head with dynamic draft trees (-o drafter=DIR: trained by `specdec train eagle3`)")
+@register("eagle3", "EAGLE-3 head with dynamic draft trees (-o drafter=DIR: trained by `specdec train eagle3`, or "
+                    "a head in vLLM, SGLang or speculators layout)")
 def make_eagle3(target, drafter: str | None = None, fit: bool = True, **options) -> EagleDrafter:
+    from specdec.export.eagle3 import is_engine_dir, read_engine_dir
     costs = fit_costs(target, fit)
-    net, config, _ = load_trained(target, "eagle3", drafter)
+    if drafter is not None and is_engine_dir(drafter):          # trained elsewhere (SpecForge, speculators) or exported
+        from specdec.drafters.trained import place
+        from specdec.train.kinds import get_kind
+        config, state = read_engine_dir(drafter, target)
+        net = place(get_kind("eagle3").load(config, state), target)
+    else:
+        net, config, _ = load_trained(target, "eagle3", drafter)
     if any(not 0 <= i < target.runtime.num_layers for i in net.aux_layers):
         raise ConfigError(f"eagle3 drafter reads target layers {list(net.aux_layers)}, but {target.name!r} has "
                           f"{target.runtime.num_layers} layers; accepted: a drafter trained for this target")

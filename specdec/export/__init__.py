@@ -1,0 +1,1 @@
+"""Trained drafters in the formats other serving engines load (specdec export)."""
