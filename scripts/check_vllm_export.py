@@ -1,0 +1,96 @@
+"""specdec's half of scripts/check_vllm_export.sh: export an eagle3 head for vLLM, write the prompts as token ids,
+decode them with the same head in chain mode, and compare with what vLLM did (the vLLM half runs in vLLM's own
+virtual environment, which has no specdec).
+
+    python scripts/check_vllm_export.py prepare OUT [--drafter DIR] [--model smollm2-135m] [--per-group 4] [--k 3]
+    python scripts/check_vllm_export.py compare OUT
+
+prepare writes OUT/head (vLLM layout), OUT/prompts.json (token ids with the target's chat template, Spec-Bench
+first turns) and OUT/specdec.json (greedy outputs, emitted tokens and target passes of a k-token chain); compare
+reads OUT/vllm.json and writes OUT/report.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from specdec.bench.machine import machine_info, machine_line
+from specdec.bench.questions import GROUPS, default_data_path, load_questions, select
+from specdec.drafters import make_drafter
+from specdec.engine import SpeculativeDecoder
+from specdec.export.eagle3 import engine_files, readme, write_engine_dir
+from specdec.heads.io import load_drafter
+from specdec.models.load import load_model
+
+
+def prepare(args) -> None:
+    from specdec.drafters.trained import shipped_drafter
+    out = Path(args.out)
+    target = load_model(args.model, quiet=True)
+    drafter_dir = Path(args.drafter) if args.drafter else shipped_drafter(target, "eagle3")
+    if drafter_dir is None:
+        raise SystemExit(f"no eagle3 drafter ships for {args.model}; pass --drafter DIR")
+    config, state = load_drafter(drafter_dir, "eagle3")
+    files, tensors = engine_files(config, state, "vllm")
+    write_engine_dir(out / "head", files, tensors, readme("vllm", str((out / "head").resolve()), args.model,
+                                                          list(config["feature_layers"]), args.k))
+    questions = select(load_questions(default_data_path()), list(GROUPS), args.per_group)
+    prompts = [{"id": f"{q.question_id}", "group": q.category, "prompt_ids": target.encode(q.turns[0])}
+               for q in questions]
+    # chain mode with the same k as vLLM: depth k, one child per node, no cost-curve cut
+    drafter = make_drafter("eagle3", target, {"drafter": str(out / "head"), "depth": args.k, "topk": 1,
+                                              "nodes": args.k, "fit": False})
+    runs = []
+    for p in prompts:
+        res = SpeculativeDecoder(target, drafter).generate(p["prompt_ids"], args.max_new_tokens)
+        vanilla = SpeculativeDecoder(target).generate(p["prompt_ids"], args.max_new_tokens)
+        runs.append({"id": p["id"], "token_ids": res.token_ids, "identical_to_vanilla": res.token_ids == vanilla.token_ids,
+                     "emitted": res.stats.emitted_tokens, "passes": res.stats.target_forwards})
+    (out / "prompts.json").write_text(json.dumps({"model_dir": target.info["hf_dir"], "k": args.k,
+                                                  "max_new_tokens": args.max_new_tokens, "prompts": prompts}))
+    (out / "specdec.json").write_text(json.dumps({"drafter": str(drafter_dir), "runs": runs}))
+
+
+def compare(args) -> None:
+    out = Path(args.out)
+    spec, vllm, setup = (json.loads((out / f).read_text()) for f in ("specdec.json", "vllm.json", "prompts.json"))
+    s_emitted = sum(r["emitted"] for r in spec["runs"])
+    s_passes = sum(r["passes"] for r in spec["runs"])
+    specdec_tau = s_emitted / s_passes
+    m = vllm["metrics"]
+    vllm_tau = 1 + m["accepted_tokens"] / m["drafts"] if m["drafts"] else None
+    same = sum(a == b for a, b in zip(vllm["eagle3_outputs"], vllm["vanilla_outputs"]))
+    agree = sum(a == r["token_ids"] for a, r in zip(vllm["vanilla_outputs"], spec["runs"]))
+    report = {
+        "prompts": len(setup["prompts"]), "k": setup["k"], "max_new_tokens": setup["max_new_tokens"],
+        "machine": machine_line(machine_info("float32", "cpu", sys.argv)), "vllm_version": vllm["version"],
+        "specdec_mean_accepted_length": round(specdec_tau, 4),
+        "vllm_mean_accepted_length": None if vllm_tau is None else round(vllm_tau, 4),
+        "relative_difference": None if vllm_tau is None else round(abs(vllm_tau - specdec_tau) / specdec_tau, 4),
+        "vllm_eagle3_identical_to_vllm_vanilla": f"{same}/{len(vllm['vanilla_outputs'])}",
+        "specdec_identical_to_specdec_vanilla": f"{sum(r['identical_to_vanilla'] for r in spec['runs'])}/{len(spec['runs'])}",
+        "vllm_vanilla_identical_to_specdec": f"{agree}/{len(spec['runs'])}",
+        "vllm_acceptance_per_position": [round(x / m["drafts"], 4) for x in m["accepted_per_position"]]
+        if m["drafts"] else [], "vllm_counters": m}
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["prepare", "compare"])
+    ap.add_argument("out")
+    ap.add_argument("--drafter", default=None, help="an eagle3 drafter directory (default: the shipped one)")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--per-group", type=int, default=4, help="Spec-Bench questions per group (first turns)")
+    ap.add_argument("--k", type=int, default=3, help="draft tokens per step (vLLM's num_speculative_tokens)")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    args = ap.parse_args()
+    prepare(args) if args.step == "prepare" else compare(args)
+
+
+if __name__ == "__main__":
+    main()
