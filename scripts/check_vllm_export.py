@@ -37,6 +37,10 @@ def prepare(args) -> None:
     files, tensors = engine_files(config, state, "vllm")
     write_engine_dir(out / "head", files, tensors, readme("vllm", str((out / "head").resolve()), args.model,
                                                           list(config["feature_layers"]), args.k))
+    files, tensors = engine_files(config, state, "speculators", embed=target.runtime.embed.float().cpu(),
+                                  verifier=target.info["hf_dir"], speculative_tokens=args.k)
+    write_engine_dir(out / "speculators-head", files, tensors, readme(
+        "speculators", str((out / "speculators-head").resolve()), args.model, list(config["feature_layers"]), args.k))
     questions = select(load_questions(default_data_path()), list(GROUPS), args.per_group)
     prompts = [{"id": f"{q.question_id}", "group": q.category, "prompt_ids": target.encode(q.turns[0])}
                for q in questions]
@@ -75,8 +79,34 @@ def compare(args) -> None:
         "vllm_vanilla_identical_to_specdec": f"{agree}/{len(spec['runs'])}",
         "vllm_acceptance_per_position": [round(x / m["drafts"], 4) for x in m["accepted_per_position"]]
         if m["drafts"] else [], "vllm_counters": m}
+    report["speculators_forward"] = speculators_forward(out, setup["model_dir"])
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
+
+
+def speculators_forward(out: Path, model_dir: str) -> dict:
+    """The speculators library's forward of the exported head (its Eagle3DraftModel, first training-time-test step,
+    inputs and lm_head output saved by the vLLM venv's half) against specdec's head on the same inputs."""
+    import torch
+    from safetensors.torch import load_file
+
+    from specdec.export.eagle3 import read_engine_dir
+    from specdec.train.kinds import get_kind
+    error = out / "speculators-error.txt"
+    if error.is_file():
+        return {"ran": False, "why": error.read_text().strip().splitlines()[-1]}
+    saved = load_file(str(out / "speculators-forward.safetensors"))
+    target = load_model(model_dir, quiet=True)
+    config, state = read_engine_dir(out / "speculators-head", target)
+    net = get_kind("eagle3").load(config, state).eval()
+    hs, ids = saved["hidden_states"][0], saved["input_ids"][0]
+    t, n = hs.shape[0], len(config["feature_layers"])
+    with torch.no_grad():
+        g = net(net.target_input(None, hs.view(t, n, -1)).unsqueeze(0), target.runtime.embed[ids].float().unsqueeze(0),
+                torch.arange(t))
+        ours = net.logits(g)[0]
+    diff = float((ours - saved["logits"][0]).abs().max())
+    return {"ran": True, "positions": t, "max_abs_logit_difference": diff, "within_1e-4": diff < 1e-4}
 
 
 def main() -> None:

@@ -63,4 +63,37 @@ v, e = (json.load(open(f"{out}/vllm-{m}.json")) for m in ("vanilla", "eagle3"))
 json.dump({"version": e["version"], "vanilla_outputs": v["outputs"], "eagle3_outputs": e["outputs"],
            "metrics": e["metrics"]}, open(f"{out}/vllm.json", "w"))
 PY
+# the speculators library (in vLLM's venv, installed there without its training extras) runs the exported head
+"$venv/bin/python" -c "import speculators" 2>/dev/null \
+    || "$venv/bin/pip" install -q --no-deps speculators==0.9.0 hs-connectors loguru typer "datasets<=5.1.0" || true
+cat > "$out/speculators_run.py" <<'PY'
+import sys
+import traceback
+
+
+def main():
+    out = sys.argv[1]
+    try:
+        import torch
+        from safetensors.torch import save_file
+        from speculators.models.eagle3 import Eagle3DraftModel
+        m = Eagle3DraftModel.from_pretrained(f"{out}/speculators-head").float().eval()
+        g = torch.Generator().manual_seed(0)
+        t, width = 12, m.fc.weight.shape[1]
+        hs = torch.randn(1, t, width, generator=g)
+        ids = torch.randint(0, m.embed_tokens.weight.shape[0], (1, t), generator=g)
+        seen = []
+        m.lm_head.register_forward_hook(lambda mod, inp, outp: seen.append(outp.detach().float()))
+        with torch.no_grad():
+            m(hs, ids, torch.zeros(1, t, dtype=torch.long), position_ids=torch.arange(t)[None], ttt_steps=1)
+        save_file({"hidden_states": hs, "input_ids": ids, "logits": seen[0]}, f"{out}/speculators-forward.safetensors")
+    except Exception:  # noqa: BLE001 - recorded for the report, whatever it is
+        open(f"{out}/speculators-error.txt", "w").write(traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
+PY
+rm -f "$out/speculators-error.txt"
+"$venv/bin/python" "$out/speculators_run.py" "$out" > "$out/speculators.log" 2>&1
 python scripts/check_vllm_export.py compare "$out"

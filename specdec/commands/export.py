@@ -42,6 +42,7 @@ def run_export(args) -> int:
         target = load_model(verifier, quiet=True)
         check_target(config, target, args.drafter)
         embed = target.runtime.embed.float().cpu()
+        verifier = args.target or target.info.get("hf_dir", verifier)   # a directory the library can load offline
     files, tensors = engine_files(config, state, args.to, embed=embed, verifier=verifier,
                                   speculative_tokens=args.speculative_tokens)
     out = write_engine_dir(args.out, files, tensors, readme(args.to, str(Path(args.out).resolve()), verifier,

@@ -85,7 +85,10 @@ def engine_files(config: dict, state: dict[str, torch.Tensor], engine: str, *, e
             out.update(norm_before_residual=False, eagle_aux_hidden_state_layer_ids=[i + 1 for i in aux])
         else:
             out["eagle_config"] = {"use_aux_hidden_state": True, "eagle_aux_hidden_state_layer_ids": aux}
-    tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
+    # the head in bfloat16; the target's embedding bit for bit, in its own dtype (a rounded copy would be another
+    # embedding than the one the target and the engines use)
+    tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() and k != "embed_tokens.weight" else v).contiguous()
+               for k, v in weights.items()}
     return out, tensors
 
 
