@@ -53,7 +53,7 @@ def test_the_gguf_file_by_path_finds_the_shipped_drafters(target):
     from specdec.drafters.trained import shipped_drafter
     by_path = load_model(target.source, quiet=True)
     assert by_path.name != target.name
-    for kind in ("eagle", "medusa", "distilled"):
+    for kind in ("eagle", "eagle3", "medusa", "distilled"):
         assert shipped_drafter(by_path, kind) == shipped_drafter(target, kind) is not None
     prompt = spec_bench_prompts(1)[0]
     drafter = make_drafter("eagle", by_path, {})
@@ -108,13 +108,13 @@ def rest_datastore(target, tmp_path_factory):
 METHODS = [("pld", {}), ("pld", {"branches": 3}), ("rest", {}), ("draft", {"model": "smollm2-135m", "num_draft": 3}),
            ("draft", {"model": "smollm2-135m", "branches": 2, "width": 3, "num_draft": 3}),
            ("layerskip", {"skip": [13, 14, 15, 17], "force": True}), ("lookahead", {}),
-           ("eagle", {}), ("medusa", {}), ("distilled", {}), ("distilled", {"branches": 2, "width": 3}),
+           ("eagle", {}), ("eagle3", {}), ("medusa", {}), ("distilled", {}), ("distilled", {"branches": 2, "width": 3}),
            ("eagle+pld", {})]
 
 
 @pytest.mark.parametrize("method,options", METHODS,
                          ids=["pld", "pld-tree", "rest", "draft", "draft-tree", "layerskip", "lookahead", "eagle",
-                              "medusa", "distilled", "distilled-tree", "eagle+pld"])
+                              "eagle3", "medusa", "distilled", "distilled-tree", "eagle+pld"])
 def test_speculative_greedy_equals_vanilla_on_spec_bench(target, vanilla_outputs, rest_datastore, method, options):
     if method == "rest":
         options = {**options, "datastore": rest_datastore}
