@@ -36,20 +36,16 @@ class _Plan:
 
 @dataclass
 class _Shared:
-    """Segments whose attention runs in one call (`_shared_attention`): slots of one pool with the same number of
-    rows (`width`, at most SHARED_ROWS), their queries laid out `width` rows per slot of pool slots 0..slots-1."""
+    """Short segments of one pool whose attention runs together (`_shared_attention`): rotary tables and the cache
+    write in one op for all their rows, then one attention call per segment over exactly its own keys."""
     members: list[int]        # segment indices
     rows: Tensor              # [n] the members' rows in the pass, in order
     slot: Tensor              # [n] each row's pool slot
     at: Tensor                # [n] each row's cache position (where its key and value go)
-    padded: Tensor            # [n] each row's index in the padded [slots * width] query layout
     cos: Tensor               # [n, head_dim]
     sin: Tensor               # [n, head_dim]
-    mask: Tensor              # bool [slots, 1, group * width, keys]: what each padded query row may attend to
     pool: KVCache
-    slots: int
-    width: int
-    keys: int
+    calls: list[tuple[int, int, int, int, Tensor | None]]   # per member: slot, first row, rows, keys, mask
 
 
 SHARED_ROWS = 16   # segments of at most this many rows share attention calls; longer ones attend alone
@@ -226,51 +222,45 @@ class LlamaRuntime:
         return _Plan(0, t, self.cos[positions], self.sin[positions], mask, exact)
 
     def _share(self, segments: list[Segment], plans: list[_Plan]) -> list[_Shared]:
-        """The groups of segments that attend in one call each: slots of one pool with the same number of rows (at
-        most SHARED_ROWS), at least two a group (float32 / bfloat16 only: q4 rows attend one by one,
-        `_attention_by_row`). Equal widths: a 16-row draft beside fifteen decode rows would otherwise pad every
-        slot's queries to 16 rows."""
+        """The short segments (at most SHARED_ROWS rows: decode rows and drafts) of each pool, at least two a
+        group (float32 / bfloat16 only: q4 rows attend one by one, `_attention_by_row`)."""
         if self.exact_rows or len(segments) < 2:
             return []
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[int, list[int]] = {}
         for j, s in enumerate(segments):
             pool = getattr(s.cache, "pool", None)
             if pool is not None and s.rows <= SHARED_ROWS and s.input_ids.shape[0] == 1:
-                groups.setdefault((id(pool), s.rows), []).append(j)
+                groups.setdefault(id(pool), []).append(j)
         return [self._group(segments, plans, members) for members in groups.values() if len(members) > 1]
 
     def _group(self, segments: list[Segment], plans: list[_Plan], members: list[int]) -> _Shared:
-        c, dev = self.config, self.device
-        group = c.num_heads // c.num_kv_heads
-        pool = segments[members[0]].cache.pool
-        width = segments[members[0]].rows
-        slots = 1 + max(segments[j].cache.index for j in members)
-        keys = max(segments[j].cache.length + width for j in members)
-        # Rows of slots outside the group may see key 0 only (their outputs are dropped), so no row is all -inf.
-        mask = torch.zeros(slots, width, keys, dtype=torch.bool, device=dev)
-        mask[:, :, 0] = True
-        rows, slot, at, padded = [], [], [], []
+        """Rows, slots, positions and per-segment masks of a group, built once per pass for every layer. A
+        segment of one row sees all its keys (no mask, like a lone decode step); wider ones get their [group *
+        rows, keys] mask (past keys, then their chain's or tree's own)."""
+        dev, group = self.device, self.config.num_heads // self.config.num_kv_heads
+        rows, slot, at, calls, first = [], [], [], [], 0
         for j in members:
             s, p = segments[j], plans[j]
-            start, b = s.cache.length, s.cache.index
-            new = torch.ones(width, width, dtype=torch.bool, device=dev).tril() if s.tree_mask is None \
-                else s.tree_mask.to(dev)
-            mask[b, :, :start] = True
-            mask[b, :, start:start + width] = new
+            start, b, width = s.cache.length, s.cache.index, s.rows
+            mask = None
+            if width > 1:
+                new = torch.ones(width, width, dtype=torch.bool, device=dev).tril() if s.tree_mask is None \
+                    else s.tree_mask.to(dev)
+                mask = torch.cat([torch.ones(width, start, dtype=torch.bool, device=dev), new], 1).repeat(group, 1)
+            calls.append((b, first, width, start + width, mask))
             rows.append(torch.arange(p.lo, p.hi))
             slot.append(torch.full((width,), b))
             at.append(torch.arange(start, start + width))
-            padded.append(torch.arange(b * width, (b + 1) * width))
-        mask = mask.repeat(1, group, 1).unsqueeze(1)                      # [slots, 1, group * width, keys]
+            first += width
         cat = lambda parts: torch.cat(parts).to(dev)  # noqa: E731
-        return _Shared(members, cat(rows), cat(slot), cat(at), cat(padded),
-                       torch.cat([plans[j].cos for j in members]), torch.cat([plans[j].sin for j in members]),
-                       mask, pool, slots, width, keys)
+        return _Shared(members, cat(rows), cat(slot), cat(at), torch.cat([plans[j].cos for j in members]),
+                       torch.cat([plans[j].sin for j in members]), segments[members[0]].cache.pool, calls)
 
     def _shared_attention(self, qkv: Tensor, i: int, sh: _Shared) -> Tensor:
-        """Layer i's attention for the shared segments' rows in one call: qkv [n, (heads + 2 kv_heads) * head_dim]
-        -> [n, heads * head_dim]. Keys and values are written into the pool and read from its first `slots` slots
-        in place; queries are padded to `width` rows per slot and the mask keeps each row to its own keys."""
+        """Layer i's attention for the group's rows: qkv [n, (heads + 2 kv_heads) * head_dim] -> [n, heads *
+        head_dim]. Rotary tables and the cache write run once for all rows, in place in the pool; then each
+        segment attends over exactly its slot's keys. One call per segment, not one padded call over the pool's
+        slots: a padded call pays for every slot it spans and for the longest one's keys, whoever is in it."""
         c = self.config
         n, h, kvh, d = qkv.shape[0], c.num_heads, c.num_kv_heads, c.head_dim
         group = h // kvh
@@ -279,14 +269,13 @@ class LlamaRuntime:
         q, k, v = qk[:h], qk[h:], qkv[h + kvh:]
         sh.pool.k[i, sh.slot, :, sh.at] = k.transpose(0, 1)               # [n, kv_heads, d]
         sh.pool.v[i, sh.slot, :, sh.at] = v.transpose(0, 1)
-        queries = torch.zeros(sh.slots * sh.width, h, d, dtype=q.dtype, device=q.device)
-        queries[sh.padded] = q.transpose(0, 1)
-        queries = queries.view(sh.slots, sh.width, kvh, group, d).permute(0, 2, 3, 1, 4) \
-            .reshape(sh.slots, kvh, group * sh.width, d)
-        keys, values = sh.pool.k[i, :sh.slots, :, :sh.keys], sh.pool.v[i, :sh.slots, :, :sh.keys]
-        o = F.scaled_dot_product_attention(queries, keys, values, attn_mask=sh.mask)   # [slots, kvh, group*w, d]
-        o = o.view(sh.slots, kvh, group, sh.width, d).permute(0, 3, 1, 2, 4).reshape(sh.slots * sh.width, h * d)
-        return o[sh.padded]
+        keys, values, out = sh.pool.k[i], sh.pool.v[i], []
+        for b, lo, width, length, mask in sh.calls:
+            qj = q[:, lo:lo + width].reshape(1, kvh, group * width, d)    # the query heads of a KV head as rows
+            o = F.scaled_dot_product_attention(qj, keys[b:b + 1, :, :length], values[b:b + 1, :, :length],
+                                               attn_mask=mask)
+            out.append(o.view(h, width, d).transpose(0, 1).reshape(width, h * d))
+        return torch.cat(out)
 
     def _outputs(self, segments: list[Segment], plans: list[_Plan], x: Tensor,
                  hidden: dict[int, Tensor]) -> list[ForwardOutput]:

@@ -102,15 +102,17 @@ def test_several_segments_take_one_sequence_each():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_short_segments_of_equal_width_attend_in_one_call_over_scattered_slots(monkeypatch, dtype):
-    """Segments of the same number of rows (at most SHARED_ROWS) attend in one call over the pool's slots in
-    place: used slots out of order with stale and empty slots between them, a tree among chains; a long segment
-    and a lone width attend alone. Each equals its request alone."""
+def test_short_segments_attend_as_one_group_over_scattered_slots(monkeypatch, dtype):
+    """Segments of at most SHARED_ROWS rows, whatever their widths, attend as one group over the pool's slots in
+    place: used slots out of order with stale and empty slots between them, a tree among chains, one attention
+    call per segment over exactly its keys; a long segment attends alone. Each equals its request alone."""
     hf = tiny_target(vocab=64, layers=2, hidden=32, heads=4, kv_heads=2, seed=7)[1]
     rt = LlamaRuntime(DecoderConfig.from_hf(hf.config), hf.state_dict(), dtype=dtype)
-    calls = []
-    shared = type(rt)._shared_attention
-    monkeypatch.setattr(type(rt), "_shared_attention", lambda self, *a: calls.append(a[-1].width) or shared(self, *a))
+    groups, sdpa = [], []
+    shared, attend = type(rt)._shared_attention, torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(type(rt), "_shared_attention", lambda self, *a: groups.append(a[-1].members) or shared(self, *a))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, k, *a, **kw: sdpa.append((q.shape[2], k.shape[2])) or attend(q, k, *a, **kw))
     g = torch.Generator().manual_seed(3)
     ids = lambda n: torch.randint(0, 64, (n,), generator=g)  # noqa: E731
     requests = [(ids(7), ids(4), None), (ids(30), ids(4), None), (ids(3), ids(4), torch.tensor([-1, 0, 0])),
@@ -120,9 +122,12 @@ def test_short_segments_of_equal_width_attend_in_one_call_over_scattered_slots(m
     slots = [pool.slot(i) for i in (4, 0, 8, 1, 6, 3, 5)]
     for slot, (prompt, _, _) in zip(slots, requests):
         rt.forward(prompt.unsqueeze(0), slot, logits="none")
-    calls.clear()
+    groups.clear(), sdpa.clear()
     outs = rt.forward_batch([_segment(rt, slot, new, parents) for slot, (_, new, parents) in zip(slots, requests)])
-    assert sorted(calls) == [1, 1, 4, 4]                   # per layer: one call for width 4, one for width 1
+    assert groups == [[0, 1, 2, 3, 4, 5]] * 2                # per layer: the six short segments together
+    keys = [len(p) + len(n) for p, n, _ in requests]         # each segment's call sees exactly its keys
+    queries = [2 * len(n) for _, n, _ in requests]           # 2 query heads per KV head, folded into rows
+    assert sdpa == [(q, k) for q, k in zip(queries, keys)] * 2
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
     for out, request in zip(outs, requests):
         torch.testing.assert_close(out.logits[0], _alone(rt, *request)[0], **tol)
