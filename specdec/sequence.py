@@ -64,6 +64,8 @@ class Sequence:
         self.prefilled = 0                                        # prompt tokens already in the cache
         self.hidden: dict[int, Tensor] = {}                       # layer -> [k, hidden] for the drafter
         self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
+        self.offered: list[int] = []          # offered[d]: steps whose budget allowed a (d+1)-th draft node
+        self.filled: list[int] = []           # filled[d]: of those, steps whose drafter proposed one
         self.finish_reason: str | None = None
         self.started = time.perf_counter() if started is None else started     # admission (cache set-up included)
 
@@ -75,6 +77,23 @@ class Sequence:
     def prefill_left(self) -> int:
         """Prompt tokens (all but the last) not yet in the cache."""
         return len(self.request.prompt_ids) - 1 - self.prefilled
+
+    def count_fill(self, budget: int, nodes: int) -> None:
+        """One step's budget and the verifiable nodes its drafter proposed within it (for load-aware budgets: a
+        drafter that often proposes fewer nodes than allowed, e.g. prompt lookup without a match, costs fewer
+        rows than its budget)."""
+        budget = min(budget, 64)
+        self.offered.extend([0] * (budget - len(self.offered)))
+        self.filled.extend([0] * (budget - len(self.filled)))
+        for d in range(budget):
+            self.offered[d] += 1
+            self.filled[d] += d < nodes
+
+    def fill_rates(self, depth: int) -> list[float]:
+        """Estimated chance that the drafter proposes an i-th node when allowed one, i = 1..depth: (f + 1) / (o +
+        1), f of the o steps that allowed it (an optimistic prior: a drafter never seen is assumed to fill)."""
+        return [((self.filled[d] if d < len(self.filled) else 0) + 1) /
+                ((self.offered[d] if d < len(self.offered) else 0) + 1) for d in range(depth)]
 
     def add_prefill(self, n: int, hidden: dict[int, Tensor]) -> None:
         """n more prompt tokens are in the cache; hidden: their rows [n, hidden] of the drafter's layers."""

@@ -21,12 +21,49 @@ def synthetic(per_row: float, fixed: float = 10e-3, free_rows: int = 8) -> CostS
     return CostSurface(BATCHES, ROWS, seconds, context=256)
 
 
+def with_context(per_row: float, fixed: float, per_key: float, contexts=(256, 1024)) -> CostSurface:
+    """A pass costs `fixed` + `per_row` a row + `per_key` a cached key of every request (attention)."""
+    grid = lambda c: tuple(tuple(fixed + per_row * b * k + per_key * b * c for k in ROWS) for b in BATCHES)  # noqa
+    return CostSurface(BATCHES, ROWS, grid(contexts[0]), contexts[0], "", grid(contexts[1]), contexts[1])
+
+
 def test_the_surface_interpolates_and_extrapolates():
     s = synthetic(1e-3)
     assert s(1, 1) == pytest.approx(10e-3)
     assert s(4, 16) == pytest.approx(10e-3 + 8e-3)            # 4 x 4 rows: 8 beyond the free ones
     assert s(3, 9) == pytest.approx((s(2, 6) + s(4, 12)) / 2)   # halfway in batch at 3 rows each
     assert s(32, 32 * 4) > s(16, 16 * 4)                       # beyond the grid: extrapolated, still growing
+
+
+def test_the_surface_interpolates_in_context_and_a_batch_of_long_contexts_drafts_more():
+    s = with_context(1e-3, 5e-3, 2e-5)
+    assert s(4, 8, 256) == pytest.approx(5e-3 + 8e-3 + 4 * 256 * 2e-5)
+    assert s(4, 8, 640) == pytest.approx((s(4, 8, 256) + s(4, 8, 1024)) / 2)
+    assert s(4, 8, 2048) == pytest.approx(5e-3 + 8e-3 + 4 * 2048 * 2e-5)        # linear beyond the grid
+    assert s(4, 8) == s(4, 8, 256)                                             # no context: the first grid
+    gains = [[0.6 ** (d + 1) for d in range(16)] for _ in range(8)]
+    short = plan_budgets(s, gains, [0.0] * 8, 16, context=256)
+    long = plan_budgets(s, gains, [0.0] * 8, 16, context=4096)
+    assert sum(long) > sum(short)      # the same rows are a smaller share of a pass that reads more keys
+
+
+def test_a_drafter_that_rarely_fills_its_budget_is_allowed_more():
+    """Prompt lookup without a match proposes nothing: allowing it nodes costs the rows it fills, not the budget."""
+    surface = synthetic(5e-3, free_rows=4)               # the first rows ride free, then each costs half a pass
+    gains = [[0.7 ** (d + 1) for d in range(16)]]
+    [always] = plan_budgets(surface, gains, [0.0], 16, fills=[[1.0] * 16])
+    [rarely] = plan_budgets(surface, gains, [0.0], 16, fills=[[0.2] * 16])
+    assert 0 < always < rarely
+    assert plan_budgets(surface, gains, [0.0], 16) == [always]      # no fills given: every node a row
+
+
+def test_fill_rates_count_what_a_drafter_proposed_within_its_budget():
+    from specdec.sequence import Sequence
+    s = Sequence(Request([1, 2, 3], 4), 0, None)
+    assert s.fill_rates(3) == [1.0, 1.0, 1.0]                 # never seen: assumed to fill
+    for nodes in (0, 0, 3, 1):
+        s.count_fill(4, nodes)
+    assert s.fill_rates(5) == [3 / 5, 2 / 5, 2 / 5, 1 / 5, 1.0]
 
 
 def test_a_lone_request_drafts_deep_when_rows_are_free_and_not_at_all_when_they_cost_a_token():
@@ -89,9 +126,10 @@ def test_a_zero_budget_switches_drafting_off_without_calling_the_drafter():
 def test_the_surface_is_measured_once_and_kept_on_disk(monkeypatch, tmp_path):
     monkeypatch.setenv("SPECDEC_CACHE", str(tmp_path))
     target, _ = tiny_target(vocab=32, layers=1, hidden=32, seed=1)
-    small = {"batches": (1, 2), "rows": (1, 3), "context": 16, "repeats": 1}
+    small = {"batches": (1, 2), "rows": (1, 3), "context": 16, "long_context": 40, "repeats": 1}
     first, cached = load_or_measure(target, **small)
-    assert not cached and all(t > 0 for row in first.seconds for t in row)
+    assert not cached and all(t > 0 for row in first.seconds + first.long_seconds for t in row)
+    assert (first.context, first.long_context) == (16, 40)
     again, cached = load_or_measure(target, **small)
     assert cached and again == first
     assert measure_surface(target, **small).key == first.key

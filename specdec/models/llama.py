@@ -120,6 +120,7 @@ class LlamaRuntime:
         self.layers = [self._layer(state, i, cast) for i in range(config.num_layers)]
         packed = bool(self.layers) and getattr(self.layers[0]["qkv"], "packed", None) is not None
         self.kernels = "q4" if quant else "onednn" if packed else "matmul"   # which projection kernels run
+        self.attention = "per-request"     # a batched pass's short segments: one exact call each (_shared_attention)
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
         self.cos, self.sin = cast(cos), cast(sin)                              # [context, head_dim]
 
