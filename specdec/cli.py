@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(t)
 
     from specdec.commands.export import add_export_arguments
-    e = sub.add_parser("export", help="write a trained eagle3 drafter in vLLM's, SGLang's or speculators' format")
+    e = sub.add_parser("export", help="write a trained eagle3 or distilled drafter in the format vLLM, SGLang, "
+                                       "speculators or transformers load")
     add_export_arguments(e)
 
     sub.add_parser("serve", help="an OpenAI-compatible server over the batched engine (specdec serve --help)",

@@ -167,9 +167,9 @@ def test_exported_weights_give_the_papers_logits(target, drafter_dir, tmp_path):
 def test_what_cannot_be_exported_or_loaded_is_refused(target, drafter_dir, tmp_path, capsys):
     assert main(["export", str(drafter_dir), "--to", "tensorrt", "--out", str(tmp_path / "x")]) == 2
     assert "accepted: vllm, sglang, speculators" in capsys.readouterr().err
-    other = save_drafter(tmp_path / "medusa", "medusa", {"target": target_fingerprint(target)}, {"w": torch.zeros(1)})
+    other = save_drafter(tmp_path / "eagle", "eagle", {"target": target_fingerprint(target)}, {"w": torch.zeros(1)})
     assert main(["export", str(other), "--to", "vllm", "--out", str(tmp_path / "y")]) == 2
-    assert "holds a 'medusa' drafter; accepted: an eagle3 drafter" in capsys.readouterr().err
+    assert "holds a 'eagle' drafter, which has no export" in capsys.readouterr().err
     assert main(["export", str(drafter_dir), "--to", "sglang", "--out", str(tmp_path / "ok")]) == 0
     assert "sglang layout" in capsys.readouterr().out
     c = json.loads((tmp_path / "ok" / "config.json").read_text())
