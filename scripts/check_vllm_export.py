@@ -109,7 +109,8 @@ def compare(args) -> None:
     same = sum(a == b for a, b in zip(spec_outputs, vllm["vanilla_outputs"]))
     agree = sum(a == r["token_ids"] for a, r in zip(vllm["vanilla_outputs"], spec["runs"]))
     report = {
-        "method": setup.get("method", "eagle3"), "prompts": len(setup["prompts"]), "k": setup["k"], "max_new_tokens": setup["max_new_tokens"],
+        "method": setup.get("method", "eagle3"), "prompts": len(setup["prompts"]), "k": setup["k"],
+        "max_new_tokens": setup["max_new_tokens"],
         "machine": machine_line(machine_info("float32", "cpu", sys.argv)), "vllm_version": vllm["version"],
         "specdec_mean_accepted_length": round(specdec_tau, 4),
         "vllm_mean_accepted_length": None if vllm_tau is None else round(vllm_tau, 4),

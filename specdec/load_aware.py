@@ -104,10 +104,11 @@ def measure_surface(target, *, batches: tuple[int, ...] = BATCHES, rows: tuple[i
     fit = lambda n: min(n, rt.max_context - max(rows) - 1)  # noqa: E731
     context = fit(context)
     longer = fit(long_context) if long_context else 0
-    grids = [_measure_grid(target, batches, rows, c, repeats) for c in ([context, longer] if longer > context
-                                                                          else [context])]
-    return CostSurface(tuple(batches), tuple(rows), grids[0], context, surface_key(target),
-                       grids[1] if len(grids) > 1 else None, longer if len(grids) > 1 else 0)
+    grid = _measure_grid(target, batches, rows, context, repeats)
+    if longer <= context:
+        return CostSurface(tuple(batches), tuple(rows), grid, context, surface_key(target))
+    return CostSurface(tuple(batches), tuple(rows), grid, context, surface_key(target),
+                       _measure_grid(target, batches, rows, longer, repeats), longer)
 
 
 def _measure_grid(target, batches, rows, context: int, repeats: int) -> tuple[tuple[float, ...], ...]:

@@ -20,7 +20,7 @@ from torch import Tensor
 from specdec.config import SamplingParams
 from specdec.drafters.base import NoDraft, Proposer
 from specdec.models.runtime import Cache
-from specdec.types import GenerationStats
+from specdec.types import GenerationStats, add_ones
 
 
 @dataclass
@@ -83,11 +83,8 @@ class Sequence:
         drafter that often proposes fewer nodes than allowed, e.g. prompt lookup without a match, costs fewer
         rows than its budget)."""
         budget = min(budget, 64)
-        self.offered.extend([0] * (budget - len(self.offered)))
-        self.filled.extend([0] * (budget - len(self.filled)))
-        for d in range(budget):
-            self.offered[d] += 1
-            self.filled[d] += d < nodes
+        add_ones(self.offered, budget)
+        add_ones(self.filled, min(nodes, budget))
 
     def fill_rates(self, depth: int) -> list[float]:
         """Estimated chance that the drafter proposes an i-th node when allowed one, i = 1..depth: (f + 1) / (o +

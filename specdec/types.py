@@ -140,9 +140,9 @@ class AcceptanceCounter:
         depth = result.n_accepted
         last = result.accepted_path[-1] if result.accepted_path else -1
         reached = depth + (1 if bool((draft.parents == last).any()) else 0)   # a child below the last accepted
-        _add_ones(self.proposed, draft.max_depth)
-        _add_ones(self.reached, reached)
-        _add_ones(self.accepted, depth)
+        add_ones(self.proposed, draft.max_depth)
+        add_ones(self.reached, reached)
+        add_ones(self.accepted, depth)
         self.accepted.extend([0] * (len(self.reached) - len(self.accepted)))     # a rate for every depth reached
 
     @property
@@ -163,7 +163,7 @@ class AcceptanceCounter:
         return out
 
 
-def _add_ones(counts: list[int], depth: int) -> None:
+def add_ones(counts: list[int], depth: int) -> None:
     """counts[d] += 1 for d < depth, growing the list as needed."""
     counts.extend([0] * (depth - len(counts)))
     for d in range(depth):
