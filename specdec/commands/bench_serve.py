@@ -1,11 +1,12 @@
-"""`specdec bench serve --url URL ...`: parse the arguments, measure the server on this machine at each
-concurrency (specdec.bench.serving), merge the run into DIR/results.json and rewrite summary.md and
-throughput.png there."""
+"""`specdec bench serve --url URL ...` or `--compare LABEL URL [EXTRA] ...`: parse the arguments, measure the
+server(s) on this machine at each concurrency (specdec.bench.serving), merge the runs into DIR/results.json and
+rewrite summary.md and throughput.png there."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from specdec.errors import ConfigError
@@ -24,8 +25,14 @@ def build_bench_serve_parser() -> argparse.ArgumentParser:
                                    "serve, vLLM, llama.cpp) at several concurrency levels, over HTTP only; runs with "
                                    "different --label into one --out make one report.")
     p.set_defaults(command="bench serve")
-    p.add_argument("--url", required=True, help="the server's base URL, e.g. http://127.0.0.1:8000/v1 (loopback only)")
+    p.add_argument("--url", default=None, help="the server's base URL, e.g. http://127.0.0.1:8000/v1 (loopback only)")
     p.add_argument("--label", default="server", help="this configuration's name in the report (default: server)")
+    p.add_argument("--compare", nargs="+", action="append", default=None, metavar="LABEL URL [EXTRA_JSON]",
+                   help="instead of --url/--label/--extra: one configuration of several measured interleaved "
+                        "(repeat the flag); at each level, each round runs every configuration back to back")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="measurements of each level per configuration, interleaved across --compare "
+                        "configurations with their order rotating (default 1)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="results.json (appended to), summary.md and throughput.png go here")
     p.add_argument("--concurrency", default="1,2,4,8,16", metavar="C[,C...]",
@@ -80,7 +87,8 @@ def _check_numbers(args, levels: tuple[int, ...]) -> None:
     if args.requests is not None and args.requests < levels[-1]:
         raise ConfigError(f"--requests {args.requests} is fewer than the largest concurrency {levels[-1]}; "
                           f"accepted: at least as many requests per level as clients")
-    for flag, value, low in (("--max-tokens", args.max_tokens, 1), ("--warmup", args.warmup, 0)):
+    for flag, value, low in (("--max-tokens", args.max_tokens, 1), ("--warmup", args.warmup, 0),
+                             ("--rounds", args.rounds, 1)):
         if value < low:
             raise ConfigError(f"{flag} {value} is invalid; accepted: an integer >= {low}")
     if not args.timeout > 0:
@@ -89,13 +97,35 @@ def _check_numbers(args, levels: tuple[int, ...]) -> None:
         raise ConfigError(f"--temperature {args.temperature} is invalid; accepted: a number >= 0")
 
 
+def _configurations(args) -> list[tuple[str, str, str | None]]:
+    """(label, url, extra JSON) of each configuration: --url/--label/--extra, or each --compare."""
+    if args.compare is None:
+        if args.url is None:
+            raise ConfigError("no server given; accepted: --url URL, or --compare LABEL URL [EXTRA_JSON] (repeated)")
+        return [(args.label, args.url, args.extra)]
+    if args.url is not None or args.extra is not None:
+        raise ConfigError("--url/--extra and --compare were both given; accepted: one of them (each --compare carries "
+                          "its own URL and extra JSON)")
+    configs = []
+    for values in args.compare:
+        if len(values) not in (2, 3):
+            raise ConfigError(f"--compare {' '.join(values)!r} is invalid; accepted: LABEL URL [EXTRA_JSON]")
+        configs.append((values[0], values[1], values[2] if len(values) == 3 else None))
+    labels = [c[0] for c in configs]
+    if len(set(labels)) < len(labels):
+        raise ConfigError(f"--compare labels {labels} repeat; accepted: a different label per configuration")
+    return configs
+
+
 def config_from_args(args):
-    from specdec.bench.serving import RequestSettings, ServeBenchConfig, loopback_base_url
-    base_url, levels = loopback_base_url(args.url), _levels(args.concurrency)
+    from specdec.bench.serving import RequestSettings, ServeBenchConfig, Target, loopback_base_url
+    levels = _levels(args.concurrency)
     _check_numbers(args, levels)
-    request = RequestSettings(base_url, args.model or "", args.endpoint, args.max_tokens, args.temperature,
-                              args.stream, _extra(args.extra), args.timeout, args.api_key)
-    return ServeBenchConfig(request, levels, args.requests, args.warmup, args.data, args.label, not args.quiet)
+    targets = [Target(label, RequestSettings(loopback_base_url(url), args.model or "", args.endpoint, args.max_tokens,
+                                             args.temperature, args.stream, _extra(extra), args.timeout,
+                                             args.api_key))
+               for label, url, extra in _configurations(args)]
+    return ServeBenchConfig(targets, levels, args.requests, args.warmup, args.data, args.rounds, not args.quiet)
 
 
 def level_line(label: str, lv: dict) -> str:
@@ -116,15 +146,17 @@ def run_bench_serve(args, argv: list[str]) -> int:
 
     cfg = config_from_args(args)
     data = load_results(args.out)       # a foreign results.json is refused before any request
-    model, levels = run_benchmark(cfg, None if args.quiet else lambda lv: print(level_line(args.label, lv),
-                                                                                 flush=True))
+    runs = run_benchmark(cfg, None if args.quiet else lambda label, lv: print(level_line(label, lv), flush=True))
     machine = client_machine(argv)
-    run = {"label": args.label, "machine": machine, "command": machine["command"],
-           "settings": {**vars(cfg.request), "model": model, "api_key": None, "concurrency": list(cfg.concurrency),
-                        "requests": args.requests, "warmup": args.warmup,
-                        "data": str(args.data) if args.data else None},
-           "levels": levels}
-    data = add_run(data, run, args.baseline)
+    labels = [t.label for t in cfg.targets]
+    together = {"id": f"{time.strftime('%Y%m%dT%H%M%S')}-{'+'.join(labels)}", "labels": labels, "rounds": cfg.rounds}
+    for target, measured in zip(cfg.targets, runs):
+        run = {"label": target.label, "machine": machine, "command": machine["command"],
+               "settings": {**vars(target.request), "model": measured.model, "api_key": None,
+                            "concurrency": list(cfg.concurrency), "requests": args.requests, "warmup": args.warmup,
+                            "rounds": cfg.rounds, "data": str(args.data) if args.data else None},
+               "interleaved": together, "levels": measured.levels}
+        data = add_run(data, run, args.baseline)
     paths = [save_results(args.out, data), write_summary(args.out, data),
              plot_throughput(data, args.out / "throughput.png")]
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -33,6 +33,7 @@ class Fake:
     usage: bool = True            # send usage when asked (stream_options.include_usage or not streaming)
     speculative: bool = True      # usage has a `speculative` block
     fail_every: int = 0           # every n-th request answers 500 (0: never)
+    method_delay: dict = field(default_factory=dict)   # the delay for requests with this "method" field
     bodies: list = field(default_factory=list)
 
 
@@ -78,7 +79,7 @@ def _usage(fake: Fake) -> dict | None:
 
 async def _events(fake: Fake, body: dict, chat: bool):
     for _ in range(fake.tokens // fake.per_chunk):
-        await asyncio.sleep(fake.delay)
+        await asyncio.sleep(fake.method_delay.get(body.get("method"), fake.delay))
         text = "tok " * fake.per_chunk
         choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
         yield f"data: {json.dumps({'choices': [choice]})}\n\n"
@@ -223,6 +224,60 @@ def test_without_streaming_only_end_to_end(server, fake, tmp_path):
     assert "stream_options" not in fake.bodies[-1]
 
 
+def compare(url: str, out, *flags: str) -> int:
+    return main(["bench", "serve", "--compare", "slow", url, '{"method": "slow"}', "--compare", "fast", url,
+                 '{"method": "fast"}', "--out", str(out), "--concurrency", "1,2", "--requests", "2", "--rounds", "3",
+                 "--warmup", "1", "--max-tokens", "12", "--baseline", "slow", "--quiet", *flags])
+
+
+def test_compared_configurations_run_interleaved_round_by_round(server, fake, tmp_path):
+    """Each level: 3 rounds, both configurations back to back in each, the first rotating; both get the same
+    fresh prompts in a round; a configuration twice as fast measures about 2x in every round."""
+    fake.method_delay = {"slow": 0.04, "fast": 0.02}
+    assert compare(server[0], tmp_path) == 0
+    timed = fake.bodies[2:]                          # after one warm-up request each
+    assert [b["method"] for b in fake.bodies[:2]] == ["slow", "fast"]
+    assert len(timed) == 2 * 3 * 2 * 2               # levels x rounds x configurations x requests
+    blocks = [timed[i:i + 2] for i in range(0, len(timed), 2)]
+    assert [b[0]["method"] for b in blocks] == ["slow", "fast", "fast", "slow", "slow", "fast"] * 2
+    assert all(len({x["method"] for x in b}) == 1 for b in blocks)
+    prompts = [tuple(sorted(x["messages"][0]["content"] for x in b)) for b in blocks]
+    assert all(prompts[i] == prompts[i + 1] for i in range(0, len(prompts), 2))     # a round's pair: same prompts
+    assert len(set(prompts)) == len(prompts) // 2                                   # fresh prompts every round
+    data = read(tmp_path)
+    slow, fast = data["runs"]
+    assert slow["interleaved"] == fast["interleaved"] and slow["interleaved"]["labels"] == ["slow", "fast"]
+    for a, b in zip(slow["levels"], fast["levels"]):
+        assert a["requests"] == b["requests"] == 6 and len(a["rounds"]) == len(b["rounds"]) == 3
+        assert min(a["rounds"]) <= a["output_tokens_per_s"] <= max(a["rounds"])
+        assert all(1.4 < y / x < 2.2 for x, y in zip(a["rounds"], b["rounds"]))
+    summary = (tmp_path / "summary.md").read_text()
+    fast_ratio = next(line for line in summary.splitlines() if line.startswith("| fast | ") and "x [" in line)
+    for cell in fast_ratio.strip("| ").split(" | ")[1:]:
+        ratio, low, high = (float(x) for x in cell.replace("x [", " ").rstrip("]").replace(",", "").split())
+        assert 1.4 < low <= ratio <= high < 2.2
+    slow_tps = next(line for line in summary.splitlines() if line.startswith("| slow | ") and " [" in line)
+    assert slow_tps.count("[") == 2                  # the per-round range of both levels
+
+
+@pytest.mark.parametrize("flags", [("--compare", "only-a-label"), ("--compare", "a", "b", "{}", "extra-value"),
+                                   ("--rounds", "0")])
+def test_bad_compare_flags_are_one_line(flags, server, tmp_path, capsys):
+    assert compare(server[0], tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("specdec: error: ") and err.count("\n") == 1
+
+
+def test_compare_refuses_a_repeated_label_and_a_url_beside_it(server, tmp_path, capsys):
+    both = ["bench", "serve", "--url", server[0], "--compare", "a", server[0], "--out", str(tmp_path)]
+    twice = ["bench", "serve", "--compare", "a", server[0], "--compare", "a", server[0], "--out", str(tmp_path)]
+    for argv, words in ((both, "were both given"), (twice, "repeat"), (["bench", "serve", "--out", str(tmp_path)],
+                                                                      "no server given")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("url", ["http://example.com:8000/v1", "http://10.0.0.1:8000/v1",
                                  "http://127.0.0.1.example.com/v1", "ftp://127.0.0.1/v1"])
 def test_refuses_a_server_elsewhere(url, tmp_path, capsys):
@@ -266,5 +321,6 @@ def test_help(capsys):
         main(["bench", "serve", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--url", "--concurrency", "--requests", "--extra", "--label", "--baseline", "--no-stream"):
+    for flag in ("--url", "--concurrency", "--requests", "--extra", "--label", "--baseline", "--no-stream", "--compare",
+                 "--rounds"):
         assert flag in out

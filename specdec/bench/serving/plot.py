@@ -1,10 +1,11 @@
-"""DIR/throughput.png: output tokens/s against concurrency (log2 axis), one line per label."""
+"""DIR/throughput.png: output tokens/s against concurrency (log2 axis), one line per label; where a level has
+several rounds, a bar from its lowest to its highest round."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from specdec.bench.serving.report import throughput
+from specdec.bench.serving.report import rounds, throughput
 
 
 def plot_throughput(data: dict, path: Path) -> Path:
@@ -15,8 +16,10 @@ def plot_throughput(data: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     levels = sorted({lv["concurrency"] for run in data["runs"] for lv in run["levels"]})
     for run in data["runs"]:
-        tps = sorted(throughput(run).items())
-        ax.plot([c for c, _ in tps], [t for _, t in tps], marker="o", label=run["label"])
+        tps, per_round = sorted(throughput(run).items()), rounds(run)
+        spread = [[t - min(per_round[c]) for c, t in tps], [max(per_round[c]) - t for c, t in tps]]
+        ax.errorbar([c for c, _ in tps], [t for _, t in tps], yerr=spread, marker="o", capsize=3,
+                    label=run["label"])
     ax.set_xscale("log", base=2)
     ax.set_xticks(levels, [str(c) for c in levels])
     ax.minorticks_off()

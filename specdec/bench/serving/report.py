@@ -1,5 +1,7 @@
 """DIR/summary.md from results.json: one table with a row per label and concurrency, then output tokens/s as
-a pivot (labels x concurrency) and, with a baseline label, each label's ratio to it at each concurrency."""
+a pivot (labels x concurrency) and, with a baseline label, each label's ratio to it at each concurrency. Where a
+level was measured in several rounds, the pivot adds the lowest and highest round, and a ratio between two labels
+measured interleaved (one `--compare` run) adds the lowest and highest of its rounds' paired ratios."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ NOTE = ("Output tokens/s: completion tokens of successful requests over each lev
         "closed loop. TTFT: time to first token; ITL: gap between content chunks (a speculative server sends "
         "several tokens a chunk); TPOT: (E2E - TTFT) / (tokens - 1). Mean accepted length: tokens emitted "
         "per target forward pass, bonus/recovered token included (vanilla = 1.00), from the server's "
-        "`usage.speculative`; - where the server sends none.")
+        "`usage.speculative`; - where the server sends none. With several rounds: a level's output tokens/s pools "
+        "its rounds (tokens over summed wall time), [lowest, highest] are single rounds; a ratio to the baseline "
+        "measured in the same interleaved run is the pooled ratio, [lowest, highest] the ratios of single rounds, "
+        "each of two measurements taken back to back.")
 
 
 def write_summary(out: Path, data: dict) -> Path:
@@ -72,13 +77,28 @@ def throughput(run: dict) -> dict[int, float]:
     return {lv["concurrency"]: lv["output_tokens_per_s"] for lv in run["levels"]}
 
 
+def rounds(run: dict) -> dict[int, list[float]]:
+    """Each level's per-round output tokens/s (one round for runs without rounds)."""
+    return {lv["concurrency"]: lv.get("rounds") or [lv["output_tokens_per_s"]] for lv in run["levels"]}
+
+
+def paired(run: dict, base: dict) -> bool:
+    """Whether two runs were measured interleaved, round by round (the same `--compare` run)."""
+    a, b = run.get("interleaved"), base.get("interleaved")
+    return bool(a and b and a["id"] == b["id"] and a["rounds"] > 1)
+
+
+def _tps_cell(value: float, per_round: list[float]) -> str:
+    return f"{value:.1f}" + (f" [{min(per_round):.1f}, {max(per_round):.1f}]" if len(per_round) > 1 else "")
+
+
 def _pivot(data: dict) -> list[str]:
     levels = sorted({lv["concurrency"] for run in data["runs"] for lv in run["levels"]})
     head = ["label"] + [f"C={c}" for c in levels]
     lines = ["Output tokens/s by concurrency:", "", _row(head), _row(["---"] * len(head))]
     for run in data["runs"]:
-        tps = throughput(run)
-        lines.append(_row([run["label"]] + [f"{tps[c]:.1f}" if c in tps else "-" for c in levels]))
+        tps, per_round = throughput(run), rounds(run)
+        lines.append(_row([run["label"]] + [_tps_cell(tps[c], per_round[c]) if c in tps else "-" for c in levels]))
     return lines + ["", *_ratios(data, levels)]
 
 
@@ -86,13 +106,23 @@ def _ratios(data: dict, levels: list[int]) -> list[str]:
     name = data.get("baseline")
     if not name:
         return []
-    base = next((throughput(r) for r in data["runs"] if r["label"] == name), None)
-    if base is None:
+    base_run = next((r for r in data["runs"] if r["label"] == name), None)
+    if base_run is None:
         return [f"Baseline {name!r} is not measured in this directory yet; no ratios."]
+    base, base_rounds = throughput(base_run), rounds(base_run)
     head = ["label"] + [f"C={c}" for c in levels]
     lines = [f"Output tokens/s relative to {name}:", "", _row(head), _row(["---"] * len(head))]
     for run in data["runs"]:
-        tps = throughput(run)
-        lines.append(_row([run["label"]] + [f"{tps[c] / base[c]:.2f}x" if c in tps and base.get(c) else "-"
-                                            for c in levels]))
+        tps, per_round, pair = throughput(run), rounds(run), paired(run, base_run)
+        cells = []
+        for c in levels:
+            if c not in tps or not base.get(c):
+                cells.append("-")
+                continue
+            cell = f"{tps[c] / base[c]:.2f}x"
+            if pair and run is not base_run and len(per_round[c]) == len(base_rounds[c]):
+                ratios = [a / b for a, b in zip(per_round[c], base_rounds[c]) if b]
+                cell += f" [{min(ratios):.2f}, {max(ratios):.2f}]"
+            cells.append(cell)
+        lines.append(_row([run["label"]] + cells))
     return lines

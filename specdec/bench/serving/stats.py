@@ -1,6 +1,7 @@
-"""One concurrency level's numbers from its timed requests.
+"""One concurrency level's numbers from its timed requests, pooled over the level's rounds.
 
-- output tokens/s: completion tokens of the successful requests / the level's wall time; requests/s likewise.
+- output tokens/s: completion tokens of the successful requests / the level's wall time (summed over rounds);
+  requests/s likewise; `rounds`: each round's own output tokens/s.
 - TTFT: send -> first content chunk. ITL: gaps between successive content chunks of a request (a speculative
   server may send several tokens in one chunk, so also) TPOT: time per output token after the first,
   (e2e - ttft) / (tokens - 1). E2E: send -> last byte. Each as p50 / p99 in milliseconds.
@@ -27,16 +28,20 @@ def percentiles_ms(values: list[float]) -> dict | None:
             "mean": round(float(a.mean()), 3)}
 
 
-def level_stats(run: LevelRun) -> dict:
-    ok = [r for r in run.results if r.ok]
+def level_stats(runs: list[LevelRun]) -> dict:
+    """A level's rounds (at least one, all at the same concurrency) as one statistics dict."""
+    results = [r for run in runs for r in run.results]
+    ok = [r for r in results if r.ok]
     tokens = sum(r.tokens for r in ok)
-    wall = max(run.wall_s, 1e-9)
+    wall_s = sum(run.wall_s for run in runs)
+    wall = max(wall_s, 1e-9)
     sources = sorted({r.token_source for r in ok})
     return {
-        "concurrency": run.concurrency, "requests": len(run.results), "completed": len(ok),
-        "errors": dict(sorted(Counter(r.error for r in run.results if not r.ok).items())),
-        "wall_s": round(run.wall_s, 4), "output_tokens": tokens,
+        "concurrency": runs[0].concurrency, "requests": len(results), "completed": len(ok),
+        "errors": dict(sorted(Counter(r.error for r in results if not r.ok).items())),
+        "wall_s": round(wall_s, 4), "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / wall, 3), "requests_per_s": round(len(ok) / wall, 4),
+        "rounds": [round(_tokens(run) / max(run.wall_s, 1e-9), 3) for run in runs],
         "token_source": "+".join(sources) or None,
         "ttft_ms": percentiles_ms([r.ttft for r in ok if r.ttft is not None]),
         "itl_ms": percentiles_ms([b - a for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:])]),
@@ -44,6 +49,10 @@ def level_stats(run: LevelRun) -> dict:
         "e2e_ms": percentiles_ms([r.e2e for r in ok]),
         "speculative": speculative_stats(ok),
     }
+
+
+def _tokens(run: LevelRun) -> int:
+    return sum(r.tokens for r in run.results if r.ok)
 
 
 def _tpot(r: RequestResult) -> float | None:
