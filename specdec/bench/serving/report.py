@@ -109,20 +109,22 @@ def _ratios(data: dict, levels: list[int]) -> list[str]:
     base_run = next((r for r in data["runs"] if r["label"] == name), None)
     if base_run is None:
         return [f"Baseline {name!r} is not measured in this directory yet; no ratios."]
-    base, base_rounds = throughput(base_run), rounds(base_run)
     head = ["label"] + [f"C={c}" for c in levels]
     lines = [f"Output tokens/s relative to {name}:", "", _row(head), _row(["---"] * len(head))]
     for run in data["runs"]:
-        tps, per_round, pair = throughput(run), rounds(run), paired(run, base_run)
-        cells = []
-        for c in levels:
-            if c not in tps or not base.get(c):
-                cells.append("-")
-                continue
-            cell = f"{tps[c] / base[c]:.2f}x"
-            if pair and run is not base_run and len(per_round[c]) == len(base_rounds[c]):
-                ratios = [a / b for a, b in zip(per_round[c], base_rounds[c]) if b]
-                cell += f" [{min(ratios):.2f}, {max(ratios):.2f}]"
-            cells.append(cell)
+        cells = [_ratio_cell(run, base_run, c) for c in levels]
         lines.append(_row([run["label"]] + cells))
     return lines
+
+
+def _ratio_cell(run: dict, base_run: dict, c: int) -> str:
+    """The pooled ratio at level c; for a run measured interleaved with the baseline, also the lowest and highest
+    ratio of single rounds."""
+    tps, base = throughput(run), throughput(base_run)
+    if c not in tps or not base.get(c):
+        return "-"
+    cell = f"{tps[c] / base[c]:.2f}x"
+    ratios = [a / b for a, b in zip(rounds(run)[c], rounds(base_run)[c]) if b]
+    if run is not base_run and paired(run, base_run) and len(ratios) == len(rounds(run)[c]) > 1:
+        cell += f" [{min(ratios):.2f}, {max(ratios):.2f}]"
+    return cell
