@@ -192,9 +192,11 @@ class Engine:
                             max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room,
                             noise_seed=s.sampling.seed if seeded else None)
         draft = s.drafter.propose(state) if state.max_nodes > 0 else _empty()     # budget 0: no drafting cost
-        s.stats.draft_seconds += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        s.stats.draft_seconds += seconds
         if self.budget is not None and state.max_nodes > 0:           # what a budget policy learns from
             s.count_fill(state.max_nodes, draft.size - draft.n_scratch)
+            s.count_draft_cost(draft.size - draft.n_scratch, seconds)
         return draft
 
     def _decode_segment(self, s: Sequence, draft: Draft) -> Segment:

@@ -8,10 +8,11 @@ length (attention reads every cached key, so a batch of long contexts makes the 
 relatively cheaper). Each request's expected gain from a d-th draft node is its estimated chance of keeping that
 node (its own per-depth acceptance so far, `AcceptanceCounter.confidence`, which starts from an uninformed
 prior); the rows it costs are the chance that its drafter fills it when allowed (`Sequence.fill_rates`: prompt
-lookup without a match proposes nothing and costs no row); its drafting cost per node is what its drafter has
-cost it so far. `LoadAwareBudget` adds nodes one at a time, always the one that raises the
-step's expected tokens per second the most, and stops when none does: a lone request on a memory-bound machine
-drafts deep, a full batch on a compute-bound machine drafts little or nothing.
+lookup without a match proposes nothing and costs no row); its drafting cost is what its drafter has cost it so
+far, as a line through its calls: seconds per call whatever it proposes, plus seconds per node
+(`Sequence.draft_cost`). `LoadAwareBudget` adds nodes one at a time, always the one that raises the step's
+expected tokens per second the most, and keeps the best allocation it passed: a lone request on a memory-bound
+machine drafts deep, a full batch on a compute-bound machine drafts little or nothing.
 
 The budgets depend on the load and on measured times, so they differ from run to run; the tokens do not: under
 greedy decoding and under the default seeded sampling rule a request's tokens do not depend on its drafts.
@@ -175,23 +176,26 @@ class LoadAwareBudget:
     def __call__(self, seqs: list[Sequence]) -> list[int]:
         gains = [s.stats.acceptance.confidence(self.max_nodes) for s in seqs]       # [n][max_nodes]
         fills = [s.fill_rates(self.max_nodes) for s in seqs]
-        per_node = [s.stats.draft_seconds / s.stats.draft_tokens if s.stats.draft_tokens else 0.0 for s in seqs]
+        per_call, per_node = zip(*(s.draft_cost() for s in seqs)) if seqs else ((), ())
         context = sum(s.cache.length for s in seqs) / len(seqs) if seqs else None
-        self.last = plan_budgets(self.surface, gains, per_node, self.max_nodes, fills=fills, context=context)
+        self.last = plan_budgets(self.surface, gains, list(per_node), self.max_nodes, fills=fills, context=context,
+                                 call_seconds=list(per_call))
         return self.last
 
 
 def plan_budgets(surface: CostSurface, gains: list[list[float]], node_seconds: list[float], max_nodes: int,
-                 *, fills: list[list[float]] | None = None, context: float | None = None) -> list[int]:
+                 *, fills: list[list[float]] | None = None, context: float | None = None,
+                 call_seconds: list[float] | None = None) -> list[int]:
     """Budgets k_i maximising the step's expected tokens per second, (n + sum_i sum_{d<=k_i} f_i[d] g_i[d]) /
-    (surface(n, n + sum_i sum_{d<=k_i} f_i[d], context) + sum_i sum_{d<=k_i} f_i[d] node_seconds[i]), where g is
-    `gains` (the chance a d-th node is kept when proposed) and f is `fills` (the chance the drafter proposes a
-    d-th node when allowed; 1 when not given).
+    (surface(n, n + sum_i sum_{d<=k_i} f_i[d], context) + sum_i ([k_i > 0] call_seconds[i] + sum_{d<=k_i} f_i[d]
+    node_seconds[i])), where g is `gains` (the chance a d-th node is kept when proposed), f is `fills` (the chance
+    the drafter proposes a d-th node when allowed; 1 when not given) and call_seconds what a drafting call costs
+    whatever it proposes (0 when not given).
 
     Nodes are added one at a time, each time the one with the best gain for its drafting cost (a heap: each
-    request's gains never grow with depth), up to every request's maximum; the allocation with the best rate
-    seen on the way wins (a measured surface has bumps, so stopping at the first node that does not pay would
-    stop early).
+    request's gains never grow with depth; a first node carries its call's cost), up to every request's maximum;
+    the allocation with the best rate seen on the way wins (a measured surface has bumps, and a call's cost can
+    pay off only over several nodes, so stopping at the first node that does not pay would stop early).
     """
     n = len(gains)
     if n == 0:
@@ -202,7 +206,8 @@ def plan_budgets(surface: CostSurface, gains: list[list[float]], node_seconds: l
     best_rate = tokens / max(cost(rows), 1e-12)
     step = 1e-3 * max(cost(rows), 1e-12)                  # prices drafting cost against a row's share of the pass
     limit = [min(max_nodes, len(g)) for g in gains]
-    heap = [(-gains[i][0] / (step + node_seconds[i]), i) for i in range(n) if limit[i] > 0]
+    call = call_seconds or [0.0] * n
+    heap = [(-gains[i][0] / (step + call[i] + node_seconds[i]), i) for i in range(n) if limit[i] > 0]
     heapq.heapify(heap)
     while heap:
         _, i = heapq.heappop(heap)
@@ -210,7 +215,7 @@ def plan_budgets(surface: CostSurface, gains: list[list[float]], node_seconds: l
         fill = fills[i][d] if fills is not None else 1.0
         tokens += fill * gains[i][d]
         rows += fill
-        drafting += fill * node_seconds[i]
+        drafting += fill * node_seconds[i] + (call[i] if d == 0 else 0.0)
         k[i] += 1
         if k[i] < limit[i]:
             heapq.heappush(heap, (-gains[i][k[i]] / (step + node_seconds[i]), i))

@@ -66,6 +66,7 @@ class Sequence:
         self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
         self.offered: list[int] = []          # offered[d]: steps whose budget allowed a (d+1)-th draft node
         self.filled: list[int] = []           # filled[d]: of those, steps whose drafter proposed one
+        self.draft_sums = [0.0] * 5           # over drafting calls: count, sum k, sum t, sum k^2, sum k t
         self.finish_reason: str | None = None
         self.started = time.perf_counter() if started is None else started     # admission (cache set-up included)
 
@@ -85,6 +86,23 @@ class Sequence:
         budget = min(budget, 64)
         add_ones(self.offered, budget)
         add_ones(self.filled, min(nodes, budget))
+
+    def count_draft_cost(self, nodes: int, seconds: float) -> None:
+        """One drafting call: the verifiable nodes it proposed and the seconds it took (for load-aware budgets)."""
+        for i, v in enumerate((1.0, nodes, seconds, nodes * nodes, nodes * seconds)):
+            self.draft_sums[i] += v
+
+    def draft_cost(self) -> tuple[float, float]:
+        """(seconds a drafting call costs whatever it proposes, seconds per node proposed): a least-squares line
+        through this request's calls. A drafter that runs a network before its first node (a feature-level head
+        catching up with the accepted tokens) has a large first term, which a per-node average would spread thinly over
+        deep drafts and charge too little to a short one. Too few calls, or no spread in their sizes: all per node."""
+        n, sk, st, skk, skt = self.draft_sums
+        if n >= 3 and skk / n - (sk / n) ** 2 >= 0.25:
+            var, cov = skk / n - (sk / n) ** 2, skt / n - sk * st / n / n
+            per_node = max(cov / var, 0.0)
+            return max(st / n - per_node * sk / n, 0.0), per_node
+        return 0.0, st / sk if sk else 0.0
 
     def fill_rates(self, depth: int) -> list[float]:
         """Estimated chance that the drafter proposes an i-th node when allowed one, i = 1..depth: (f + 1) / (o +

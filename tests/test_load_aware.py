@@ -92,6 +92,31 @@ def test_the_more_promising_request_gets_the_nodes_and_drafting_cost_counts():
     assert costly < good
 
 
+def test_a_drafting_calls_own_cost_stops_short_drafts_and_pays_off_over_deep_ones():
+    """A drafter costing 8 ms a call plus 0.1 ms a node, on a pass of 10 ms with free rows: spread per node over
+    a 16-node draft (0.6 ms) the call looks cheap, so a weak request would draft a node that loses time; charged
+    once per call, the weak request drafts nothing and a strong one still drafts deep."""
+    surface = synthetic(0.0, free_rows=10_000)
+    weak, strong = [[0.3 ** (d + 1) for d in range(16)]], [[0.95 ** (d + 1) for d in range(16)]]
+    assert plan_budgets(surface, weak, [0.6e-3], 16) != [0]
+    assert plan_budgets(surface, weak, [0.1e-3], 16, call_seconds=[8e-3]) == [0]
+    assert plan_budgets(surface, strong, [0.1e-3], 16, call_seconds=[8e-3]) == [16]
+
+
+def test_draft_cost_is_a_line_through_the_calls():
+    from specdec.sequence import Sequence
+    s = Sequence(Request([1, 2, 3], 4), 0, None)
+    assert s.draft_cost() == (0.0, 0.0)
+    for nodes in (1, 4, 8, 2):
+        s.count_draft_cost(nodes, 5e-3 + 1e-4 * nodes)
+    per_call, per_node = s.draft_cost()
+    assert per_call == pytest.approx(5e-3) and per_node == pytest.approx(1e-4)
+    same = Sequence(Request([1, 2, 3], 4), 0, None)
+    for _ in range(4):
+        same.count_draft_cost(4, 2e-3)                      # no spread in sizes: all of it per node
+    assert same.draft_cost() == (0.0, pytest.approx(0.5e-3))
+
+
 def test_budget_policy_in_the_engine_keeps_greedy_output_and_reports_its_choice():
     target, _ = tiny_target(vocab=32, layers=2, hidden=32, scale=3.0, seed=5)
     budget = LoadAwareBudget(synthetic(0.0, free_rows=10_000), max_nodes=3)
