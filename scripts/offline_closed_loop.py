@@ -6,8 +6,9 @@ configurations can be alternated on the same prompts and this machine's drift be
 Each configuration is METHOD or METHOD@load-aware (draft budgets from the measured cost surface, as
 `specdec serve --speculation load-aware`). Prompts are the serving benchmark's (Spec-Bench first turns,
 round-robin over the groups, max(8, 2C) per level, chat template), 64 new tokens each, greedy, 16 slots, 512 rows
-a pass. Prints one line per (round, level, configuration): output tokens/s, draft tokens per request-step, and
-the seconds spent in passes that carried prompt chunks and in passes that did not.
+a pass (`--max-num-batched-tokens 512,2048` alternates pass sizes as well). Prints one line per (round, level,
+pass size, configuration): output tokens/s, draft tokens per request-step, and the seconds spent in passes that
+carried prompt chunks and in passes that did not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-num-batched-tokens", default="512", help="rows a pass, or several, comma-separated")
     args = ap.parse_args()
     target = load_model(args.model, dtype=args.dtype, quiet=True)
     order = round_robin_prompts()
@@ -44,13 +46,14 @@ def main() -> None:
     for rnd in range(args.rounds):
         for c in (int(x) for x in args.concurrency.split(",")):
             ids = [target.encode(p, chat=True) for p in prompts_for_level(order, max(8, 2 * c))]
-            for cfg in args.configs:
-                print(f"round {rnd} C={c:2d} {cfg:24s} " + run(target, slots, ids, c, drafters[cfg],
-                                                               surface if cfg.endswith("@load-aware") else None,
-                                                               args.max_new_tokens), flush=True)
+            for rows in (int(x) for x in args.max_num_batched_tokens.split(",")):
+                for cfg in args.configs:
+                    print(f"round {rnd} C={c:2d} rows={rows} {cfg:24s} "
+                          + run(target, slots, ids, c, drafters[cfg], surface if cfg.endswith("@load-aware") else None,
+                                args.max_new_tokens, rows), flush=True)
 
 
-def run(target, slots, ids, concurrency, drafter, surface, max_new_tokens) -> str:
+def run(target, slots, ids, concurrency, drafter, surface, max_new_tokens, rows) -> str:
     stats = {"draft_tokens": 0, "decoding": 0, "prefill_s": 0.0, "decode_s": 0.0}
 
     def on_step(r):
@@ -58,7 +61,7 @@ def run(target, slots, ids, concurrency, drafter, surface, max_new_tokens) -> st
         stats["decoding"] += r.decoding
         stats["prefill_s" if r.prefilling else "decode_s"] += r.seconds
 
-    engine = Engine(target, max_num_seqs=16, max_num_batched_tokens=512, max_model_len=2048, on_step=on_step,
+    engine = Engine(target, max_num_seqs=16, max_num_batched_tokens=rows, max_model_len=2048, on_step=on_step,
                     budget=LoadAwareBudget(surface) if surface is not None else None)
     engine._slots = slots
     queue, tokens = list(ids), 0
