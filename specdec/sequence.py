@@ -98,11 +98,11 @@ class Sequence:
         catching up with the accepted tokens) has a large first term, which a per-node average would spread thinly over
         deep drafts and charge too little to a short one. Too few calls, or no spread in their sizes: all per node."""
         n, sk, st, skk, skt = self.draft_sums
-        if n >= 3 and skk / n - (sk / n) ** 2 >= 0.25:
-            var, cov = skk / n - (sk / n) ** 2, skt / n - sk * st / n / n
-            per_node = max(cov / var, 0.0)
-            return max(st / n - per_node * sk / n, 0.0), per_node
-        return 0.0, st / sk if sk else 0.0
+        var = skk / n - (sk / n) ** 2 if n else 0.0
+        if n < 3 or var < 0.25:
+            return 0.0, st / sk if sk else 0.0
+        per_node = max((skt / n - sk * st / n / n) / var, 0.0)
+        return max(st / n - per_node * sk / n, 0.0), per_node
 
     def fill_rates(self, depth: int) -> list[float]:
         """Estimated chance that the drafter proposes an i-th node when allowed one, i = 1..depth: (f + 1) / (o +

@@ -124,7 +124,10 @@ def _ratio_cell(run: dict, base_run: dict, c: int) -> str:
     if c not in tps or not base.get(c):
         return "-"
     cell = f"{tps[c] / base[c]:.2f}x"
-    ratios = [a / b for a, b in zip(rounds(run)[c], rounds(base_run)[c]) if b]
-    if run is not base_run and paired(run, base_run) and len(ratios) == len(rounds(run)[c]) > 1:
+    if run is base_run or not paired(run, base_run):
+        return cell
+    mine, theirs = rounds(run)[c], rounds(base_run)[c]
+    if len(mine) == len(theirs) > 1 and all(theirs):
+        ratios = [a / b for a, b in zip(mine, theirs)]
         cell += f" [{min(ratios):.2f}, {max(ratios):.2f}]"
     return cell
