@@ -143,7 +143,7 @@ class Engine:
         started = time.perf_counter()
         decoding = [s for s in self.running if not s.prefill_left]
         jobs = [(s, self._propose(s, n)) for s, n in zip(decoding, self._budgets(decoding))]
-        segments = [self._decode_segment(s, draft) for s, draft in jobs]
+        segments = [self._decode_segment(s, draft) for s, (draft, _) in jobs]
         rows = sum(seg.rows for seg in segments)
         prefills = []
         for s in (s for s in self.running if s.prefill_left):
@@ -159,8 +159,8 @@ class Engine:
         layers = tuple(sorted({i for s in self.running for i in s.drafter.hidden_layers}))
         outs = self.target.runtime.forward_batch(segments, hidden_layers=layers)
         report = StepReport(len(jobs), len(prefills), rows)
-        for (s, draft), seg, out in zip(jobs, segments, outs):
-            self._commit(s, draft, seg, out, report)
+        for (s, (draft, proposed)), seg, out in zip(jobs, segments, outs):
+            self._commit(s, draft, proposed, seg, out, report)
         for (s, n), out in zip(prefills, outs[len(jobs):]):
             s.add_prefill(n, {k: out.hidden[k][0] for k in s.drafter.hidden_layers})
         report.seconds = time.perf_counter() - started
@@ -182,8 +182,10 @@ class Engine:
         share = max(0, spare // len(decoding))
         return [share if n is None else min(n, share) for n in chosen]
 
-    def _propose(self, s: Sequence, budget: int) -> Draft:
-        """The request's draft within `budget` nodes, its cache room and its remaining tokens."""
+    def _propose(self, s: Sequence, budget: int) -> tuple[Draft, bool]:
+        """The request's draft within `budget` nodes, its cache room and its remaining tokens, and whether its
+        drafter was asked (with no node allowed it is not: no drafting cost, and the target states it has not
+        seen wait for its next call)."""
         t0 = time.perf_counter()
         room = self.max_model_len - s.cache.length - 1                # draft nodes that still fit after the root
         left = s.request.max_new_tokens - len(s.new) - 1
@@ -191,13 +193,16 @@ class Engine:
         state = DecodeState(s.tokens, s.sampling, s.generator, max_depth=min(left, room),
                             max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room,
                             noise_seed=s.sampling.seed if seeded else None)
-        draft = s.drafter.propose(state) if state.max_nodes > 0 else _empty()     # budget 0: no drafting cost
+        if state.max_nodes <= 0:
+            return _empty(), False
+        draft = s.drafter.propose(state)
+        s.hidden = {}                                                 # handed over: the drafter has seen them
         seconds = time.perf_counter() - t0
         s.stats.draft_seconds += seconds
-        if self.budget is not None and state.max_nodes > 0:           # what a budget policy learns from
+        if self.budget is not None:                                   # what a budget policy learns from
             s.count_fill(state.max_nodes, draft.size - draft.n_scratch)
             s.count_draft_cost(draft.size - draft.n_scratch, seconds)
-        return draft
+        return draft, True
 
     def _decode_segment(self, s: Sequence, draft: Draft) -> Segment:
         rt = self.target.runtime
@@ -207,8 +212,10 @@ class Engine:
         mask, positions = tree_inputs(draft.parents, s.cache.length)
         return Segment(ids, s.cache, positions.to(rt.device), mask)
 
-    def _commit(self, s: Sequence, draft: Draft, seg: Segment, out, report: StepReport) -> None:
-        """Verify a request's draft on its rows, keep the root and the accepted path in its slot, emit."""
+    def _commit(self, s: Sequence, draft: Draft, proposed: bool, seg: Segment, out, report: StepReport) -> None:
+        """Verify a request's draft on its rows, keep the root and the accepted path in its slot, emit. The
+        drafter hears the verdict only on a draft it proposed; the target states of the kept rows join those it
+        has not seen yet (a step without drafting must not open a gap in a feature-level head's history)."""
         start = s.cache.length - seg.rows                             # the pass advanced the slot by its rows
         logits, m = out.logits[0].float(), draft.size - draft.n_scratch   # [n+1, vocab]; verifiable nodes
         # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
@@ -219,8 +226,9 @@ class Engine:
         keep = [0] + [i + 1 for i in result.accepted_path]
         s.cache.keep(start, keep)
         rows = torch.tensor(keep, device=logits.device)
-        s.hidden = {k: out.hidden[k][0, rows] for k in s.drafter.hidden_layers}
-        s.drafter.on_accept(result)
+        s.add_hidden({k: out.hidden[k][0, rows] for k in s.drafter.hidden_layers})
+        if proposed:
+            s.drafter.on_accept(result)
         s.stats.count(draft, result)
         report.count(draft, result)
         s.tokens += result.tokens

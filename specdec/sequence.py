@@ -62,7 +62,7 @@ class Sequence:
         self.tokens = list(request.prompt_ids)                    # committed tokens, prompt first
         self.new: list[int] = []                                  # emitted tokens (after stop cuts)
         self.prefilled = 0                                        # prompt tokens already in the cache
-        self.hidden: dict[int, Tensor] = {}                       # layer -> [k, hidden] for the drafter
+        self.hidden: dict[int, Tensor] = {}       # layer -> [k, hidden]: committed positions the drafter has not seen
         self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
         self.offered: list[int] = []          # offered[d]: steps whose budget allowed a (d+1)-th draft node
         self.filled: list[int] = []           # filled[d]: of those, steps whose drafter proposed one
@@ -113,9 +113,13 @@ class Sequence:
     def add_prefill(self, n: int, hidden: dict[int, Tensor]) -> None:
         """n more prompt tokens are in the cache; hidden: their rows [n, hidden] of the drafter's layers."""
         self.prefilled += n
-        self.hidden = {k: torch.cat([self.hidden[k], v]) if k in self.hidden else v for k, v in hidden.items()}
+        self.add_hidden(hidden)
         if not self.prefill_left:
             self.stats.prefill_seconds = time.perf_counter() - self.started
+
+    def add_hidden(self, hidden: dict[int, Tensor]) -> None:
+        """Target states of newly committed positions, after those the drafter has not been handed yet."""
+        self.hidden = {k: torch.cat([self.hidden[k], v]) if k in self.hidden else v for k, v in hidden.items()}
 
     def emit(self, tokens: list[int], finish: str | None) -> None:
         self.new += tokens

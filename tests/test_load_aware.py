@@ -4,6 +4,7 @@ request's own acceptance; speculation shrinks and switches off as the batch grow
 from __future__ import annotations
 
 import pytest
+import torch
 
 from specdec.config import SamplingParams
 from specdec.engine import Engine, Request, SpeculativeDecoder
@@ -146,6 +147,105 @@ def test_a_zero_budget_switches_drafting_off_without_calling_the_drafter():
     engine.add(Request([1, 2, 3], 8, SamplingParams(), drafter=Counting(32, 4, 1, False)))
     engine.run()
     assert Counting.calls == 0
+
+
+def _intermittent(pattern: list[int]):
+    """A budget policy that allows pattern[i % len] nodes at a request's i-th decoding step (0: no drafting)."""
+    steps: dict[str, int] = {}
+
+    def budget(seqs):
+        out = []
+        for s in seqs:
+            i = steps.get(s.request_id, 0)
+            steps[s.request_id] = i + 1
+            out.append(pattern[i % len(pattern)])
+        return out
+    return budget
+
+
+class _Spy(NoiseDrafter):
+    """Records what the engine hands over: the hidden rows of every call, and the order of propose / on_accept."""
+
+    hidden_layers = (0, -1)
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.calls, self.rows, self.seen = [], [], []
+
+    def propose(self, state):
+        self.calls.append("propose")
+        self.rows.append({k: v.clone() for k, v in state.hidden.items()})
+        self.seen.append(len(state.tokens))
+        return super().propose(state)
+
+    def on_accept(self, result):
+        self.calls.append("accept")
+
+
+def test_steps_without_drafting_keep_every_target_state_for_the_drafters_next_call():
+    """A feature-level head (EAGLE) appends the states of the positions committed since its last call; a step
+    whose budget is 0 does not call it, so those states must wait, not be overwritten by the next pass's."""
+    target, _ = tiny_target(vocab=32, layers=2, hidden=32, scale=3.0, seed=5)
+    spies = [_Spy(32, 3, 1, False, seed=i) for i in range(3)]
+    engine = Engine(target, max_num_seqs=3, max_num_batched_tokens=8,
+                    budget=_intermittent([0, 3, 0, 0, 2, 1]))
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [4, 5], [6, 7, 8, 9]]   # the first is prefilled in chunks
+    reqs = [Request(p, 20, drafter=spy) for p, spy in zip(prompts, spies)]
+    for r in reqs:
+        engine.add(r)
+    output = {r.request_id: list(r.token_ids) for r in engine.run()}
+    for p, spy, req in zip(prompts, spies, reqs):
+        assert len(spy.rows) >= 3
+        assert spy.calls == ["propose", "accept"] * len(spy.rows)      # a verdict only on a draft it proposed
+        for k in (0, -1):
+            got = torch.cat([r[k] for r in spy.rows])
+            assert [sum(r[k].shape[0] for r in spy.rows[:i + 1]) for i in range(len(spy.rows))] == \
+                [n - 1 for n in spy.seen]                               # every committed position, each once
+            tokens = spy.seen[-1] - 1
+            cache = target.runtime.new_cache(tokens + 1)
+            full = target.runtime.forward(torch.tensor([(p + output[req.request_id])[:tokens]]), cache,
+                                          logits="none", hidden_layers=(k,)).hidden[k][0]
+            torch.testing.assert_close(got, full, atol=1e-4, rtol=1e-4)
+
+
+def test_eagle_drafting_now_and_then_drafts_what_a_head_that_saw_every_position_drafts():
+    from specdec.drafters.base import DecodeState
+    from tests.trained_helpers import eagle_drafter
+    target, _ = tiny_target(vocab=48, layers=2, hidden=32, scale=3.0, seed=2)
+    template = eagle_drafter(target, depth=3, topk=2, nodes=6)
+    compared = []
+
+    class Checked:
+        hidden_layers = template.hidden_layers
+
+        def __init__(self):
+            self.inner = template.fork()
+
+        def begin(self, prompt_ids):
+            self.inner.begin(prompt_ids)
+
+        def propose(self, state):
+            draft = self.inner.propose(state)
+            fresh = template.fork()
+            fresh.begin(state.tokens)
+            n = len(state.tokens) - 1
+            out = target.runtime.forward(torch.tensor([state.tokens[:-1]]), target.runtime.new_cache(n + 1),
+                                         logits="none", hidden_layers=self.hidden_layers)
+            again = fresh.propose(DecodeState(state.tokens, state.sampling, state.generator, state.max_depth,
+                                              state.max_nodes, {k: out.hidden[k][0] for k in self.hidden_layers},
+                                              room=state.room))
+            compared.append((draft.tokens.tolist(), again.tokens.tolist()))
+            return draft
+
+        def on_accept(self, result):
+            self.inner.on_accept(result)
+
+    engine = Engine(target, max_num_seqs=2, budget=_intermittent([6, 0, 0, 6, 0, 4]))
+    for p in ([1, 2, 3, 4, 5], [7, 8, 9]):
+        engine.add(Request(p, 24, drafter=Checked()))
+    engine.run()
+    assert len(compared) >= 6 and all(len(a) for a, _ in compared)
+    assert all(a == b for a, b in compared)
 
 
 def test_the_surface_is_measured_once_and_kept_on_disk(monkeypatch, tmp_path):

@@ -22,8 +22,8 @@ class DecodeState:
 
     ``tokens``: all committed tokens, prompt first; the last one is the *root* the draft continues.
     ``hidden``: target hidden states (layers the drafter asked for in ``hidden_layers``) at the positions
-    committed by the last target pass, [k, hidden] each (the prompt after prefill; then the previous root and
-    the accepted tokens). ``max_depth`` and ``max_nodes`` bound this step's draft (remaining tokens; the draft
+    committed since the drafter's last call, [k, hidden] each (the prompt after prefill; then the previous root
+    and the accepted tokens, of several passes when steps without a draft budget did not call the drafter). ``max_depth`` and ``max_nodes`` bound this step's draft (remaining tokens; the draft
     budget the engine chose for this step within the cache room). ``room``: positions the request may still
     add after the root (size a drafter's own caches by it, not by this step's budget).
     ``cache`` is the target's KV cache holding every committed token but the root; a self-speculative drafter
@@ -66,7 +66,8 @@ class Proposer(Protocol):
         """Draft tokens following state.tokens[-1] (an empty draft is allowed: a plain decoding step)."""
 
     def on_accept(self, result: VerifyResult) -> None:
-        """The verifier's decision on the last draft: roll caches forward / back, adapt the draft length."""
+        """The verifier's decision on the draft just proposed: roll caches forward / back, adapt the draft length.
+        A step that did not call propose (no draft budget) does not call it either."""
 
     # Optional: end(output_ids: list[int], learn: bool) -- the request ended (not aborted) with these output tokens;
     # a drafter that learns from outputs (suffix) may keep them for later requests unless learn is False.
