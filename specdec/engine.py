@@ -188,15 +188,14 @@ class Engine:
         seen wait for its next call)."""
         t0 = time.perf_counter()
         room = self.max_model_len - s.cache.length - 1                # draft nodes that still fit after the root
+        if min(room, budget) <= 0:
+            return _empty(), False
         left = s.request.max_new_tokens - len(s.new) - 1
         seeded = self.rule in SEED_STABLE_RULES and not s.sampling.greedy
         state = DecodeState(s.tokens, s.sampling, s.generator, max_depth=min(left, room),
-                            max_nodes=min(room, budget), hidden=s.hidden, cache=s.cache, room=room,
+                            max_nodes=min(room, budget), hidden=s.take_hidden(), cache=s.cache, room=room,
                             noise_seed=s.sampling.seed if seeded else None)
-        if state.max_nodes <= 0:
-            return _empty(), False
         draft = s.drafter.propose(state)
-        s.hidden = {}                                                 # handed over: the drafter has seen them
         seconds = time.perf_counter() - t0
         s.stats.draft_seconds += seconds
         if self.budget is not None:                                   # what a budget policy learns from

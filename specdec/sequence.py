@@ -62,7 +62,7 @@ class Sequence:
         self.tokens = list(request.prompt_ids)                    # committed tokens, prompt first
         self.new: list[int] = []                                  # emitted tokens (after stop cuts)
         self.prefilled = 0                                        # prompt tokens already in the cache
-        self.hidden: dict[int, Tensor] = {}       # layer -> [k, hidden]: committed positions the drafter has not seen
+        self._unseen: list[dict[int, Tensor]] = []     # target states of positions the drafter has not been handed
         self.stats = GenerationStats(prompt_tokens=len(request.prompt_ids))
         self.offered: list[int] = []          # offered[d]: steps whose budget allowed a (d+1)-th draft node
         self.filled: list[int] = []           # filled[d]: of those, steps whose drafter proposed one
@@ -118,8 +118,16 @@ class Sequence:
             self.stats.prefill_seconds = time.perf_counter() - self.started
 
     def add_hidden(self, hidden: dict[int, Tensor]) -> None:
-        """Target states of newly committed positions, after those the drafter has not been handed yet."""
-        self.hidden = {k: torch.cat([self.hidden[k], v]) if k in self.hidden else v for k, v in hidden.items()}
+        """Target states [n, hidden] by layer of newly committed positions, after those not yet handed over."""
+        if hidden:
+            self._unseen.append(hidden)
+
+    def take_hidden(self) -> dict[int, Tensor]:
+        """Every target state the drafter has not seen, by layer, in position order; they count as seen now."""
+        chunks, self._unseen = self._unseen, []
+        if len(chunks) == 1:
+            return chunks[0]
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
 
     def emit(self, tokens: list[int], finish: str | None) -> None:
         self.new += tokens

@@ -23,8 +23,9 @@ class DecodeState:
     ``tokens``: all committed tokens, prompt first; the last one is the *root* the draft continues.
     ``hidden``: target hidden states (layers the drafter asked for in ``hidden_layers``) at the positions
     committed since the drafter's last call, [k, hidden] each (the prompt after prefill; then the previous root
-    and the accepted tokens, of several passes when steps without a draft budget did not call the drafter). ``max_depth`` and ``max_nodes`` bound this step's draft (remaining tokens; the draft
-    budget the engine chose for this step within the cache room). ``room``: positions the request may still
+    and the accepted tokens, of several passes when steps without a draft budget did not call the drafter).
+    ``max_depth`` and ``max_nodes`` bound this step's draft (remaining tokens; the draft budget the engine chose
+    for this step within the cache room). ``room``: positions the request may still
     add after the root (size a drafter's own caches by it, not by this step's budget).
     ``cache`` is the target's KV cache holding every committed token but the root; a self-speculative drafter
     may run the target on it (e.g. with some layers skipped) but must leave ``cache.length`` as it found it.
