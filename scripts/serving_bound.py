@@ -20,7 +20,6 @@ requests of a level finishing alone), drafting, verification, the HTTP server an
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -29,6 +28,7 @@ from specdec import load_model
 from specdec.bench.machine import cpu_model, usable_cores
 from specdec.bench.serving.prompts import prompts_for_level, round_robin_prompts
 from specdec.models.runtime import Segment
+from specdec.timing import time_calls
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
             slot.crop(0)
             rt.forward(torch.cat([torch.tensor([p]), filler], 1), slot, logits="none")
         contexts = [s.length for s in slots]
-        per_rows = {k: _median_pass(rt, slots, k) for k in (1, 2)}
+        per_rows = _pass_medians(rt, slots, (1, 2))
 
     n_tokens = len(ids) * new
     tokens = sum(len(p) for p in ids)
@@ -88,16 +88,16 @@ def main() -> None:
               f"at most {n_tokens / total:6.1f} tokens/s (prefill {prefill / total:.0%} of the time)")
 
 
-def _median_pass(rt, slots, rows: int, repeats: int = 9) -> float:
-    tokens = torch.zeros(1, rows, dtype=torch.long)
-    times = []
-    for _ in range(repeats + 2):
-        t0 = time.perf_counter()
-        rt.forward_batch([Segment(tokens, s) for s in slots])
-        times.append(time.perf_counter() - t0)
+def _pass_medians(rt, slots, row_counts: tuple[int, ...], repeats: int = 9) -> dict[int, float]:
+    """Median seconds of one pass over every slot with k new rows each, for each k (timed interleaved, the slots
+    rolled back after each pass)."""
+    def one_pass(k: int) -> None:
+        rt.forward_batch([Segment(torch.zeros(1, k, dtype=torch.long), s) for s in slots])
         for s in slots:
-            s.rollback(rows)
-    return statistics.median(times[2:])
+            s.rollback(k)
+
+    timed = time_calls({k: (lambda k=k: one_pass(k)) for k in row_counts}, rt.device, repeats=repeats, warmup=2)
+    return {k: t.median for k, t in timed.items()}
 
 
 def _spec(text: str) -> tuple[str, float, float]:
