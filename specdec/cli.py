@@ -1,4 +1,4 @@
-"""`specdec generate | models | methods | bench | bench analyze | cost-curve | datastore | train | serve`: argument
+"""`specdec generate | models | methods | bench | bench analyze | cost-curve | latency | datastore | train | serve`: argument
 parsing and printing only; the work happens in the library."""
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-transformers", action="store_true", help="time the native runtime only")
     c.add_argument("--out", default=None, help="also write the result as JSON to this file")
 
+    lat = sub.add_parser("latency", help="time per token of vanilla decoding at batch 1 after a fixed context, end "
+                                         "to end, against the weights' memory-bandwidth bound")
+    _add_model_args(lat)
+    _add_sampling_args(lat)
+    lat.add_argument("--context", type=int, default=512, help="tokens of context before decoding (default 512)")
+    lat.add_argument("--tokens", type=int, default=64, help="tokens decoded per run (default 64)")
+    lat.add_argument("--runs", type=int, default=5, help="timed runs; the median of their medians is reported")
+    lat.add_argument("--out", default=None, help="also write the result as JSON to this file")
+
     from specdec.commands.bench import add_bench_arguments
     b = sub.add_parser("bench", help="Spec-Bench: speed of methods and transformers baselines, side by side",
                        epilog="specdec bench analyze {lookup-bound,near-ties,q4-fidelity} --run DIR: analyses of a "
@@ -118,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cost-curve":
             from specdec.commands.bench import run_cost_curve
             return run_cost_curve(args)
+        if args.command == "latency":
+            from specdec.commands.bench import run_latency
+            return run_latency(args)
         if args.command == "bench":
             from specdec.commands.bench import run_bench_command
             return run_bench_command(args, argv)

@@ -82,6 +82,27 @@ def run_bench_command(args, argv: list[str]) -> int:
     return 0
 
 
+def run_latency(args) -> int:
+    from specdec.bench.latency import decode_latency, latency_table
+    from specdec.bench.machine import machine_info
+    from specdec.models.load import load_model
+    sampling = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              min_p=args.min_p, seed=args.seed)
+    for name in ("context", "tokens", "runs"):
+        least = 2 if name == "tokens" else 1
+        if getattr(args, name) < least:
+            raise ConfigError(f"--{name} {getattr(args, name)} is invalid; accepted: an integer >= {least}")
+    target = load_model(args.model, dtype=args.dtype, device=args.device)
+    result = decode_latency(target, context=args.context, tokens=args.tokens, runs=args.runs, sampling=sampling,
+                            seed=args.seed or 0)
+    result["model"], result["dtype"] = target.name, args.dtype
+    result["machine"] = machine_info(args.dtype, args.device, sys.argv[1:])
+    print(latency_table(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def run_cost_curve(args) -> int:
     from specdec.bench.baselines import load_transformers
     from specdec.bench.cost_curve import cost_table, verification_cost
