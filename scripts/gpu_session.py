@@ -1,34 +1,41 @@
-"""Train drafters for a target on a GPU, then check CUDA correctness and time every method with `specdec bench`.
+"""Check, time, train and bench specdec on a GPU in stages, most valuable first, each under its own time limit.
 
     python scripts/gpu_session.py --model SmolLM2-135M-Instruct.Q4_1.gguf --prompts prompts.jsonl \
-        [--responses responses.jsonl] --out DIR --plan responses=80,eagle=300,medusa=30,distilled=50,bench=120
+        [--responses responses.jsonl] --out DIR \
+        --plan tests=300,latency=120,responses=80,eagle=300,medusa=30,distilled=50,bench=120
 
 --model is anything `specdec` loads (a .gguf file, a Hugging Face directory, a registry name). prompts.jsonl holds
 {"group", "source", "text"} lines (`specdec.train.prompts.load_prompts` makes them from training data, in
 round-robin group order, so that generation stopped by its time limit stays balanced across groups); --responses
-seeds the response cache with answers generated earlier. The stages run in order, each within its time limit
-in seconds from --plan (0 or absent: skipped), and each writes its results under --out as it ends, with a
-summary of all stages in report.json:
+seeds the response cache with answers generated earlier. The stages run in this order, each within its time
+limit in seconds from --plan (0 or absent: skipped), and each writes its own small result file under --out,
+stage-NAME.json, as soon as it ends (report.json gathers them):
 
-1. responses: the target answers prompts greedily (transformers, batched on the GPU) until its time limit;
-2. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
+1. tests: the tiny-model test suite on the device (SPECDEC_TEST_DEVICE, `-m "not real_model"`); the file holds
+   the counts and each failing or skipped test with its one-line reason;
+2. latency: `specdec latency` of --model in bfloat16 at a 512-token context (ms per token end to end, the
+   bandwidth bound), and of each --latency-model (a model that fails is recorded and the next one runs);
+3. responses: the target answers prompts greedily (transformers, batched on the GPU) until its time limit;
+4. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
    time (evaluations left out), then as many steps as the stage's time allows (the cosine schedule is sized to
    that count, so the run is complete, not cut); --steps KIND=N fixes the count instead and runs no probe (the
    probe's estimate can be 2-4x too high: its 30 steps include warm-up that a long run amortises);
-3. bench: vanilla, pld, lookahead, the new drafters, eagle+pld and transformers' generate on Spec-Bench
-   questions, greedy. Its identical-to-vanilla column is the CUDA correctness check;
-4. sampling: a short sampled generation per method checks that the sampling path runs on the device.
+5. bench: vanilla, pld, lookahead, the trained drafters, eagle+pld and transformers' generate on Spec-Bench
+   questions, greedy. Its identical-to-vanilla column is the correctness check of every method on the device;
+6. sampling: a short sampled generation per method checks that the sampling path runs on the device.
 
---init eagle=shipped starts the eagle run from the head in the package (with --lr eagle=5e-4, say, and that
-head's --fuse-layers). Records are the answered prompts in file order and every 20th is held out, so the prompts
-file of a run started from a drafter must begin with the prompts that drafter was trained on, in their order.
-Nothing is downloaded: the model and the prompts are files.
+A later stage runs on its own with the others left out of --plan: bench and sampling then use the drafters an
+earlier run trained into --out (DIR/eagle, ...). --init eagle=shipped starts the eagle run from the head in the
+package (with --lr eagle=5e-4, say, and that head's --fuse-layers). Records are the answered prompts in file
+order and every 20th is held out, so the prompts file of a run started from a drafter must begin with the
+prompts that drafter was trained on, in their order. Nothing is downloaded: the models and the prompts are files.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +46,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("responses", "eagle", "medusa", "distilled", "bench", "sampling")
+STAGES = ("tests", "latency", "responses", "eagle", "medusa", "distilled", "bench", "sampling")
+TRAINED = ("eagle", "medusa", "distilled")
 sys.path.insert(0, str(ROOT))
 
 
@@ -51,13 +59,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  epilog="Stages and their output are described in the file's docstring.")
     ap.add_argument("--model", required=True, help="target: a .gguf file, Hugging Face directory or registry name")
-    ap.add_argument("--prompts", required=True, help="JSONL of {group, source, text} prompts to answer and train on")
+    ap.add_argument("--prompts", default=None, help="JSONL of {group, source, text} prompts to answer and train on "
+                                                     "(needed by the responses and training stages)")
     ap.add_argument("--responses", default=None, help="JSONL of earlier answers to seed the response cache with")
-    ap.add_argument("--out", required=True, help="results directory: drafters, bench run, report.json")
+    ap.add_argument("--out", required=True, help="results directory: stage-NAME.json per stage, report.json, drafters, "
+                                                      "bench run; a rerun into it keeps the other stages' records")
     ap.add_argument("--work", default="/tmp/specdec-gpu", help="scratch directory: responses, features, probes")
-    ap.add_argument("--plan", default="responses=80,eagle=300,medusa=30,distilled=50,bench=120",
-                    help="time limit in seconds per stage, in order: responses, eagle, medusa, distilled, bench, "
-                         "sampling (0: skip; sampling defaults to 15)")
+    ap.add_argument("--plan", default="tests=300,latency=120,responses=80,eagle=300,medusa=30,distilled=50,bench=120,"
+                                      "sampling=15",
+                    help="time limit in seconds per stage, in order: tests, latency, responses, eagle, medusa, "
+                         "distilled, bench, sampling (0 or absent: skipped)")
+    ap.add_argument("--latency-model", action="append", default=[],
+                    help="latency: another model to time in bfloat16, e.g. qwen2.5-coder-1.5b (repeatable)")
+    ap.add_argument("--latency-context", type=int, default=512, help="latency: tokens of context (default 512)")
+    ap.add_argument("--latency-tokens", type=int, default=64, help="latency: tokens decoded per run (default 64)")
+    ap.add_argument("--latency-runs", type=int, default=5, help="latency: timed runs per model (default 5)")
+    ap.add_argument("--test-args", default='tests -m "not real_model" -q',
+                    help="tests: pytest arguments (default: tests -m \"not real_model\" -q; -n auto is added when "
+                         "pytest-xdist is installed)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--fuse-layers", default="", help="eagle: target layers fused with the final feature, e.g. 2,15")
     ap.add_argument("--feature-weight", type=float, default=1.0, help="eagle: feature regression weight")
@@ -81,6 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.plan) - set(STAGES)
     if unknown:
         ap.error(f"--plan names stage {sorted(unknown)[0]!r}; accepted: {', '.join(STAGES)}")
+    if any(args.plan.get(k, 0) > 0 for k in ("responses",) + TRAINED) and not args.prompts:
+        ap.error("the responses and training stages need --prompts FILE; accepted: a JSONL of {group, source, text} "
+                 "prompts")
     return args
 
 
@@ -91,38 +113,46 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     plan = args.plan
-    report: dict = {"plan_s": plan, "stages": {}}
+    earlier = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
+    report: dict = {"plan_s": plan, "stages": earlier.get("stages", {}), "env": {
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}}
 
-    def save_report():
+    def run(name: str, fn, *fn_args):
+        """A stage within its time limit; its result file and the report written as soon as it ends."""
+        seconds = plan.get(name, 0)
+        if seconds <= 0:
+            return None
+        result = stage(report, name, fn, *fn_args, time.monotonic() + seconds)
+        (out / f"stage-{name}.json").write_text(json.dumps(report["stages"][name], indent=1))
         (out / "report.json").write_text(json.dumps(report, indent=1))
+        return result
 
-    from specdec.models.load import load_model
-    t = time.monotonic()
-    target = load_model(args.model, device=args.device)
-    report["env"] = {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
-                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                     "load_s": round(time.monotonic() - t, 1)}
-    log(f"target loaded: {report['env']}")
-    save_report()
-
-    deadline = time.monotonic() + plan.get("responses", 0)
-    records = stage(report, "responses", responses, target, args, work, deadline)
-    save_report()
-    drafters = {}
-    for kind in ("eagle", "medusa", "distilled"):
-        deadline += plan.get(kind, 0)
-        if plan.get(kind, 0) > 0 and records:
-            drafters[kind] = stage(report, kind, train, kind, target, records, work, out, deadline, args)
-            save_report()
-    del target
-    torch.cuda.empty_cache()
-    if plan.get("bench", 0) > 0:
-        deadline += plan["bench"]
-        stage(report, "bench", bench, args, drafters, out, deadline)
-    if plan.get("sampling", 15) > 0:
-        stage(report, "sampling", sampling_check, args, drafters, time.monotonic() + plan.get("sampling", 15))
+    run("tests", run_tests, args, out)
+    run("latency", latency, args)
+    records, drafters = None, {}
+    if any(plan.get(k, 0) > 0 for k in ("responses",) + TRAINED):
+        from specdec.models.load import load_model
+        t = time.monotonic()
+        target = load_model(args.model, device=args.device)
+        report["env"]["load_s"] = round(time.monotonic() - t, 1)
+        log(f"target loaded: {report['env']}")
+        records = run("responses", responses, target, args, work)
+        if records is None and plan.get("responses", 0) <= 0:   # training only: the answers cached by an earlier run
+            records = responses(target, args, work, time.monotonic())
+        for kind in TRAINED:
+            if records:
+                drafters[kind] = run(kind, train, kind, target, records, work, out, args)
+        del target
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    for kind in TRAINED:                       # drafters trained by an earlier run of this script into --out
+        if not drafters.get(kind) and (out / kind / "model.safetensors").is_file():
+            drafters[kind] = out / kind
+    run("bench", bench, args, drafters, out)
+    run("sampling", sampling_check, args, drafters)
     report["total_s"] = round(time.monotonic() - start, 1)
-    save_report()
+    (out / "report.json").write_text(json.dumps(report, indent=1))
     log("done")
     return 0
 
@@ -143,6 +173,59 @@ def stage(report: dict, name: str, fn, *fn_args):
         return None
 
 
+def run_tests(args, out: Path, stop: float) -> dict:
+    """The test suite with the tiny targets on --device; the counts and each failing or skipped test's line."""
+    import importlib.util
+    import shlex
+    cmd = [sys.executable, "-m", "pytest", *shlex.split(args.test_args), "-rfEs", "-p", "no:cacheprovider"]
+    if importlib.util.find_spec("xdist") is not None and "-n" not in cmd:
+        cmd += ["-n", "auto"]
+    env = {**os.environ, "SPECDEC_TEST_DEVICE": args.device}
+    log(" ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=max(10, stop - time.monotonic()))
+        text, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        text, code = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timeout"
+    (out / "tests.log").write_text(text)
+    result = pytest_summary(text)
+    result.update(exit=code, command=" ".join(cmd), device=args.device)
+    log(f"tests: {result['counts']} (exit {code})")
+    return result
+
+
+def pytest_summary(text: str) -> dict:
+    """Counts from pytest's last line and the short summary's FAILED / ERROR / SKIPPED lines (-rfEs)."""
+    import re
+    final = next((line for line in reversed(text.splitlines()) if re.search(r"\b(passed|failed|error)", line)), "")
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)",
+                                               final)}
+    lines = [line[:300] for line in text.splitlines() if line.startswith(("FAILED ", "ERROR ", "SKIPPED "))]
+    return {"counts": counts, "problems": lines[:200], "problems_total": len(lines)}
+
+
+def latency(args, stop: float) -> dict:
+    """`specdec latency` in bfloat16 (a 512-token context by default): --model, then each --latency-model, as time
+    allows."""
+    from specdec.bench.latency import decode_latency
+    from specdec.models.load import load_model
+    results = {}
+    for name in [args.model] + args.latency_model:
+        if time.monotonic() > stop:
+            results[name] = {"skipped": "out of the stage's time"}
+            continue
+        try:
+            target = load_model(name, dtype="bfloat16", device=args.device, quiet=True)
+            results[name] = decode_latency(target, context=args.latency_context, tokens=args.latency_tokens,
+                                           runs=args.latency_runs)
+            log(f"latency {name}: {results[name]['ms_per_token']} ms/token, {results[name].get('times_bound')}x bound")
+            del target
+        except Exception as e:  # noqa: BLE001 -- one model's failure must not cost the others' timing
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+    return results
+
+
 def responses(target, args, work: Path, deadline: float) -> list[dict]:
     from specdec.train.prompts import Prompt
     from specdec.train.responses import generate_responses
@@ -160,7 +243,7 @@ def responses(target, args, work: Path, deadline: float) -> list[dict]:
     return records
 
 
-def train(kind: str, target, records: list[dict], work: Path, out: Path, stop: float, args) -> Path:
+def train(kind: str, target, records: list[dict], work: Path, out: Path, args, stop: float) -> Path:
     from specdec.train.loop import LoopConfig
     from specdec.train.pipeline import TrainSettings, train_drafter
     fuse = tuple(int(x) for x in args.fuse_layers.split(",") if x.strip()) if kind == "eagle" else ()
