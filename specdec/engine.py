@@ -159,8 +159,9 @@ class Engine:
         layers = tuple(sorted({i for s in self.running for i in s.drafter.hidden_layers}))
         outs = self.target.runtime.forward_batch(segments, hidden_layers=layers)
         report = StepReport(len(jobs), len(prefills), rows)
-        for (s, (draft, proposed)), seg, out in zip(jobs, segments, outs):
-            self._commit(s, draft, proposed, seg, out, report)
+        best = _greedy_choices([(s, out) for (s, _), out in zip(jobs, outs)])
+        for (s, (draft, proposed)), seg, out, choices in zip(jobs, segments, outs, best):
+            self._commit(s, draft, proposed, seg, out, report, choices)
         for (s, n), out in zip(prefills, outs[len(jobs):]):
             s.add_prefill(n, {k: out.hidden[k][0] for k in s.drafter.hidden_layers})
         report.seconds = time.perf_counter() - started
@@ -208,20 +209,26 @@ class Engine:
         ids = torch.cat([torch.tensor([s.tokens[-1]]), draft.tokens.cpu()]).unsqueeze(0)
         if draft.is_chain:
             return Segment(ids, s.cache)
-        mask, positions = tree_inputs(draft.parents, s.cache.length)
-        return Segment(ids, s.cache, positions.to(rt.device), mask)
+        mask, positions = tree_inputs(draft.parents, s.cache.length, rt.device)
+        return Segment(ids, s.cache, positions, mask)
 
-    def _commit(self, s: Sequence, draft: Draft, proposed: bool, seg: Segment, out, report: StepReport) -> None:
+    def _commit(self, s: Sequence, draft: Draft, proposed: bool, seg: Segment, out, report: StepReport,
+                best: list[int] | None) -> None:
         """Verify a request's draft on its rows, keep the root and the accepted path in its slot, emit. The
         drafter hears the verdict only on a draft it proposed; the target states of the kept rows join those it
-        has not seen yet (a step without drafting must not open a gap in a feature-level head's history)."""
+        has not seen yet (a step without drafting must not open a gap in a feature-level head's history).
+        best: the target's argmax on every row of a greedy request (read with the others', `_greedy_choices`)."""
         start = s.cache.length - seg.rows                             # the pass advanced the slot by its rows
-        logits, m = out.logits[0].float(), draft.size - draft.n_scratch   # [n+1, vocab]; verifiable nodes
+        logits, m = out.logits[0], draft.size - draft.n_scratch       # [n+1, vocab]; verifiable nodes
         # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
-        result = verify_draft(draft.verifiable(), logits[:m + 1], s.sampling, s.generator, self.rule,
-                              position=start + 1)
+        if best is not None:
+            result = verify_draft(draft.verifiable(), logits[:m + 1], s.sampling, best=best[:m + 1])
+        else:
+            result = verify_draft(draft.verifiable(), logits[:m + 1].float(), s.sampling, s.generator, self.rule,
+                                  position=start + 1)
         if draft.n_scratch:
-            result.scratch_argmax = logits[m + 1:].argmax(-1).cpu()
+            result.scratch_argmax = (torch.tensor(best[m + 1:]) if best is not None
+                                     else logits[m + 1:].argmax(-1).cpu())
         keep = [0] + [i + 1 for i in result.accepted_path]
         s.cache.keep(start, keep)
         rows = torch.tensor(keep, device=logits.device)
@@ -335,6 +342,20 @@ class SpeculativeDecoder:
             raise ConfigError(f"drafter {type(self.drafter).__name__} has no fork(): it cannot serve several requests "
                               f"at once; accepted: a drafter with fork() (every built-in method), or generate()")
         return fork()
+
+
+def _greedy_choices(jobs: list[tuple[Sequence, object]]) -> list[list[int] | None]:
+    """The target's argmax on every row of each greedy request's segment, computed where the logits are and read
+    by the host in one transfer for the whole step (on a GPU, one synchronisation instead of one per request);
+    None for a sampled request."""
+    greedy = [i for i, (s, _) in enumerate(jobs) if s.sampling.greedy]
+    best: list[list[int] | None] = [None] * len(jobs)
+    if greedy:
+        argmax = [jobs[i][1].logits[0].argmax(-1) for i in greedy]          # [rows_i] each, on the device
+        flat, at = torch.cat(argmax).tolist(), 0
+        for i, a in zip(greedy, argmax):
+            best[i], at = flat[at:at + a.shape[0]], at + a.shape[0]
+    return best
 
 
 def _empty() -> Draft:

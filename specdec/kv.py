@@ -68,16 +68,15 @@ class KVCache:
 
         Used after tree verification: the accepted root path's entries move into contiguous slots.
         """
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.k.device) + start
-        n = idx.numel()
-        if n and int(idx[-1]) == start + n - 1 and int(idx[0]) == start:   # a prefix (chain): just crop
-            if n > self.length - start:
-                raise ValueError(f"keep indices out of range [{start}, {self.length})")
+        rel = indices.tolist() if isinstance(indices, Tensor) else list(indices)   # read on the host, once
+        n = len(rel)
+        if n and (max(rel) >= self.length - start or min(rel) < 0):
+            raise ValueError(f"keep indices out of range [{start}, {self.length})")
+        if n and rel[0] == 0 and rel[-1] == n - 1:                   # ascending from 0: a prefix (chain), just crop
             self.length = start + n
             return
-        if n and (int(idx.max()) >= self.length or int(idx.min()) < start):
-            raise ValueError(f"keep indices out of range [{start}, {self.length})")
         if n:
+            idx = torch.tensor(rel, dtype=torch.long, device=self.k.device) + start
             self.k[:, :, :, start:start + n] = self.k[:, :, :, idx]
             self.v[:, :, :, start:start + n] = self.v[:, :, :, idx]
         self.length = start + n

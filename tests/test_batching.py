@@ -92,6 +92,23 @@ def test_a_seeded_request_gives_the_same_text_alone_in_a_batch_on_a_rerun_and_wi
         assert [by_id[r.request_id].token_ids for r in requests] == alone
 
 
+def test_greedy_and_seeded_requests_mixed_in_one_batch_each_get_their_solo_output(pair):
+    """The engine reads a step's greedy choices in one transfer and verifies sampled requests apart: mixing them
+    in one pass must not hand one request's choices to another."""
+    target, hf = pair
+    prompts = _prompts(6, seed=7)
+    sampling = [SamplingParams() if i % 2 else SamplingParams(temperature=0.8, seed=i) for i in range(6)]
+    alone = [SpeculativeDecoder(target).generate(p, 20, s).token_ids for p, s in zip(prompts, sampling)]
+    reports = []
+    engine = Engine(target, max_num_seqs=6, max_num_batched_tokens=64, on_step=reports.append)
+    requests = [Request(p, 20, s, drafter=_noisy_drafter(hf, i)) for i, (p, s) in enumerate(zip(prompts, sampling))]
+    for r in requests:
+        engine.add(r)
+    by_id = {res.request_id: res for res in engine.run()}
+    assert [by_id[r.request_id].token_ids for r in requests] == alone
+    assert max(r.decoding for r in reports) == 6 and 0 < sum(r.accepted_tokens for r in reports)
+
+
 def test_sampling_keeps_the_target_distribution_at_batch_above_one():
     """Requests with three different sampling settings share every step; each setting's first two tokens
     follow the target's exact two-token distribution within the derived bound."""

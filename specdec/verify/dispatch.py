@@ -12,7 +12,7 @@ from specdec.config import SamplingParams
 from specdec.errors import ConfigError
 from specdec.types import Draft, VerifyResult
 from specdec.verify.checks import check_draft
-from specdec.verify.greedy import verify_greedy
+from specdec.verify.greedy import verify_greedy, verify_greedy_choices
 from specdec.verify.paths import result_from_path
 from specdec.verify.probs import logits_to_probs
 from specdec.verify.sampling import verify_chain_sampling_batched
@@ -73,7 +73,8 @@ def check_rule(rule: str) -> None:
 
 
 def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
-                 generator: torch.Generator | None = None, rule: str = "exact", *, position: int = 0) -> VerifyResult:
+                 generator: torch.Generator | None = None, rule: str = "exact", *, position: int = 0,
+                 best: list[int] | None = None) -> VerifyResult:
     """Verify one draft against the target's logits.
 
     target_logits row 0 is the target after the last committed token, row i+1 the target after draft node i;
@@ -81,12 +82,17 @@ def verify_draft(draft: Draft, target_logits: Tensor, sampling: SamplingParams,
     (temperature 0) uses exact greedy verification whatever the rule. Otherwise the target logits go through
     ``logits_to_probs(sampling)``; ``draft.draft_probs`` must already be the drafter's distribution after the
     same transform. The position-keyed noise uses ``sampling.seed``, or a seed drawn from `generator` when the
-    request has none. Unknown rules raise ConfigError.
+    request has none. Unknown rules raise ConfigError. best: for greedy sampling, the argmax of target_logits's
+    rows already read by the caller (the engine reads a whole step's at once); it must be that argmax.
     """
     # target_logits: [n+1, vocab]
     check_rule(rule)
     check_draft(draft, target_logits)
     if sampling.greedy:
+        if best is not None:
+            if len(best) != target_logits.shape[0]:
+                raise ValueError(f"best has {len(best)} choices for {target_logits.shape[0]} target rows")
+            return verify_greedy_choices(draft, best)
         return verify_greedy(draft, target_logits)
     # Sampling rules run on the CPU, where the engine's generator lives and where they are tested; on a GPU
     # this costs one [n+1, vocab] copy per step (greedy above only reads the argmax and stays on the device).

@@ -32,6 +32,15 @@ def test_greedy_sampling_uses_greedy_verification(tree, rule):
     assert fields(verify_draft(draft, logits, SamplingParams(), g(), rule)) == fields(verify_greedy(draft, logits))
 
 
+@pytest.mark.parametrize("tree", [False, True])
+def test_greedy_with_choices_read_by_the_caller_equals_greedy_on_the_logits(tree):
+    draft, logits = make_draft(tree, with_probs=False)
+    best = logits.argmax(-1).tolist()
+    assert fields(verify_draft(draft, logits, SamplingParams(), best=best)) == fields(verify_greedy(draft, logits))
+    with pytest.raises(ValueError, match="best has 4 choices for 5 target rows"):
+        verify_draft(draft, logits, SamplingParams(), best=best[:4])
+
+
 @pytest.mark.parametrize("with_probs", [False, True])
 def test_rejection_chain_uses_batched_chain_path(with_probs):
     draft, logits = make_draft(tree=False, with_probs=with_probs)
