@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from specdec.config import SamplingParams
 from specdec.drafters.base import DecodeState, Proposer
@@ -32,7 +33,7 @@ from specdec.models.runtime import Segment
 from specdec.sequence import GenerationResult, Request, Sequence, cut_at_stop
 from specdec.tree import tree_inputs
 from specdec.types import AcceptanceCounter, Draft
-from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, check_rule, verify_draft
+from specdec.verify import LOSSY_RULES, SEED_STABLE_RULES, check_rule, target_choices, verify_draft
 
 if TYPE_CHECKING:
     from specdec.models.load import LoadedModel
@@ -159,7 +160,7 @@ class Engine:
         layers = tuple(sorted({i for s in self.running for i in s.drafter.hidden_layers}))
         outs = self.target.runtime.forward_batch(segments, hidden_layers=layers)
         report = StepReport(len(jobs), len(prefills), rows)
-        best = _greedy_choices([(s, out) for (s, _), out in zip(jobs, outs)])
+        best = self._read_choices(jobs, segments, outs)
         for (s, (draft, proposed)), seg, out, choices in zip(jobs, segments, outs, best):
             self._commit(s, draft, proposed, seg, out, report, choices)
         for (s, n), out in zip(prefills, outs[len(jobs):]):
@@ -217,12 +218,13 @@ class Engine:
         """Verify a request's draft on its rows, keep the root and the accepted path in its slot, emit. The
         drafter hears the verdict only on a draft it proposed; the target states of the kept rows join those it
         has not seen yet (a step without drafting must not open a gap in a feature-level head's history).
-        best: the target's argmax on every row of a greedy request (read with the others', `_greedy_choices`)."""
+        best: the target's choices on the request's rows, read with the other requests' (`_read_choices`), or
+        None where its rule verifies on the distributions."""
         start = s.cache.length - seg.rows                             # the pass advanced the slot by its rows
         logits, m = out.logits[0], draft.size - draft.n_scratch       # [n+1, vocab]; verifiable nodes
         # Row 0 predicts sequence position start + 1: the cache holds every committed token but the root.
         if best is not None:
-            result = verify_draft(draft.verifiable(), logits[:m + 1], s.sampling, best=best[:m + 1])
+            result = verify_draft(draft.verifiable(), logits[:m + 1], s.sampling, rule=self.rule, best=best[:m + 1])
         else:
             result = verify_draft(draft.verifiable(), logits[:m + 1].float(), s.sampling, s.generator, self.rule,
                                   position=start + 1)
@@ -241,6 +243,26 @@ class Engine:
         emitted, finish = cut_at_stop(result.tokens, s.new, s.request.max_new_tokens, s.request.stop,
                                       self.target.eos_token_ids, self.target.decode)
         s.emit(emitted, finish)
+
+    def _read_choices(self, jobs: list, segments: list[Segment], outs: list) -> list[list[int] | None]:
+        """Each decoding request's target choices (`target_choices` on its verifiable rows, the argmax on its
+        scratch rows), computed where the logits are and read by the host in one transfer for the whole step: on a
+        GPU one synchronisation, not one per request. None for a request whose rule verifies on the
+        distributions (those run on the CPU in `_commit`)."""
+        picked: list[tuple[int, Tensor]] = []
+        for i, ((s, (draft, _)), seg, out) in enumerate(zip(jobs, segments, outs)):
+            logits, m = out.logits[0], draft.size - draft.n_scratch
+            start = s.cache.length - seg.rows
+            choices = target_choices(draft.verifiable(), logits[:m + 1], s.sampling, s.generator, self.rule,
+                                     position=start + 1)
+            if choices is not None:
+                picked.append((i, torch.cat([choices, logits[m + 1:].argmax(-1)]) if draft.n_scratch else choices))
+        best: list[list[int] | None] = [None] * len(jobs)
+        if picked:
+            flat, at = torch.cat([c for _, c in picked]).tolist(), 0
+            for i, c in picked:
+                best[i], at = flat[at:at + c.shape[0]], at + c.shape[0]
+        return best
 
     # -- slots ------------------------------------------------------------------------------------------------
 
@@ -342,20 +364,6 @@ class SpeculativeDecoder:
             raise ConfigError(f"drafter {type(self.drafter).__name__} has no fork(): it cannot serve several requests "
                               f"at once; accepted: a drafter with fork() (every built-in method), or generate()")
         return fork()
-
-
-def _greedy_choices(jobs: list[tuple[Sequence, object]]) -> list[list[int] | None]:
-    """The target's argmax on every row of each greedy request's segment, computed where the logits are and read
-    by the host in one transfer for the whole step (on a GPU, one synchronisation instead of one per request);
-    None for a sampled request."""
-    greedy = [i for i, (s, _) in enumerate(jobs) if s.sampling.greedy]
-    best: list[list[int] | None] = [None] * len(jobs)
-    if greedy:
-        argmax = [jobs[i][1].logits[0].argmax(-1) for i in greedy]          # [rows_i] each, on the device
-        flat, at = torch.cat(argmax).tolist(), 0
-        for i, a in zip(greedy, argmax):
-            best[i], at = flat[at:at + a.shape[0]], at + a.shape[0]
-    return best
 
 
 def _empty() -> Draft:

@@ -94,7 +94,12 @@ def test_a_wrong_verifier_fails_the_same_test(small_vocab_target, monkeypatch):
         nxt = int(torch.multinomial(target_probs[-1], 1, generator=draws.generator))
         return VerifyResult(draft.tokens.tolist() + [nxt], draft.size, path, nxt, True)
 
+    def accept_all_choices(draft, target_probs, draws):          # the same verifier as choices for the walk
+        nxt = torch.multinomial(target_probs[-1], 1, generator=draws.generator)
+        return torch.cat([draft.tokens, nxt])
+
     monkeypatch.setitem(dispatch.VERIFY_RULES, "exact", accept_all)
+    monkeypatch.setitem(dispatch.CHOICE_RULES, "exact", accept_all_choices)
     tv, bound = two_token_tv(small_vocab_target, [0, 3, 2], SAMPLING_CASES[0],
                               lambda i: NoiseDrafter(6, 3, 1, True, seed=i), 2500)
     assert tv > 1.5 * bound, (tv, bound)

@@ -7,7 +7,7 @@ target distribution exactly (greedy: the identical token sequence).
 """
 
 from specdec.verify.dispatch import (LOSSY_RULES, RULE_HELP, SEED_STABLE_RULES, VERIFY_RULES, check_rule, draw_seed,
-                                     verify_draft)
+                                     target_choices, verify_draft)
 from specdec.verify.greedy import verify_chain_greedy_batched, verify_greedy
 from specdec.verify.probs import logits_to_probs, sample
 from specdec.verify.sampling import verify_chain_sampling_batched
@@ -17,7 +17,7 @@ from specdec.verify.typical import verify_typical
 
 __all__ = [
     "LOSSY_RULES", "RULE_HELP", "SEED_STABLE_RULES", "VERIFY_RULES", "check_rule", "draw_seed", "logits_to_probs", "sample",
-    "sample_seeded", "top_seeded", "verify_chain_greedy_batched", "verify_seeded",
+    "sample_seeded", "target_choices", "top_seeded", "verify_chain_greedy_batched", "verify_seeded",
     "verify_chain_sampling_batched", "verify_draft", "verify_greedy", "verify_tree_sampling",
     "verify_tree_sampling_batched", "verify_typical",
 ]

@@ -130,5 +130,11 @@ def verify_seeded(draft: Draft, target_probs: Tensor, seed: int, position: int) 
     does not depend on what was proposed.
     """
     # target_probs: [n+1, vocab]
+    return verify_greedy_choices(draft, seeded_choices(draft, target_probs, seed, position).tolist())
+
+
+def seeded_choices(draft: Draft, target_probs: Tensor, seed: int, position: int) -> Tensor:
+    """The seeded sample of each row of target_probs [n+1, vocab] at the position that row predicts -> [n+1], on
+    target_probs's device (the choices `verify_seeded` walks)."""
     rows = torch.cat([torch.zeros(1, dtype=torch.long), draft.depths()]) + position                # [n+1]
-    return verify_greedy_choices(draft, sample_seeded(target_probs, seed, rows).tolist())
+    return sample_seeded(target_probs, seed, rows)

@@ -6,8 +6,8 @@ import torch
 from specdec.config import SamplingParams
 from specdec.errors import ConfigError
 from specdec.types import Draft
-from specdec.verify import (LOSSY_RULES, VERIFY_RULES, logits_to_probs, verify_chain_sampling_batched, verify_draft,
-                            verify_greedy, verify_seeded, verify_tree_sampling, verify_typical)
+from specdec.verify import (LOSSY_RULES, VERIFY_RULES, logits_to_probs, target_choices, verify_chain_sampling_batched,
+                            verify_draft, verify_greedy, verify_seeded, verify_tree_sampling, verify_typical)
 
 SAMPLING = SamplingParams(temperature=0.8, top_k=5)
 g = lambda: torch.Generator().manual_seed(5)   # a fresh generator with the same seed for each side
@@ -39,6 +39,27 @@ def test_greedy_with_choices_read_by_the_caller_equals_greedy_on_the_logits(tree
     assert fields(verify_draft(draft, logits, SamplingParams(), best=best)) == fields(verify_greedy(draft, logits))
     with pytest.raises(ValueError, match="best has 4 choices for 5 target rows"):
         verify_draft(draft, logits, SamplingParams(), best=best[:4])
+
+
+@pytest.mark.parametrize("tree", [False, True])
+@pytest.mark.parametrize("seed", [None, 0, 3, 2**40 + 7])
+def test_exact_rule_choices_computed_apart_give_the_same_verdict(tree, seed):
+    """What the engine does for the seed-stable rule (choices on the logits' device, read with the step's others,
+    then the walk) is verify_draft's own verdict, including the seed drawn for a request without one."""
+    draft, logits = make_draft(tree, with_probs=True)
+    sampling = SamplingParams(temperature=0.8, top_k=5, seed=seed)
+    for position in (1, 17):
+        choices = target_choices(draft, logits, sampling, g(), "exact", position=position)
+        apart = verify_draft(draft, logits, sampling, rule="exact", best=choices.tolist())
+        assert fields(apart) == fields(verify_draft(draft, logits, sampling, g(), "exact", position=position))
+
+
+@pytest.mark.parametrize("rule", ["rejection", "typical"])
+def test_rules_that_need_the_distributions_have_no_choices(rule):
+    draft, logits = make_draft(tree=True, with_probs=True)
+    assert target_choices(draft, logits, SAMPLING, g(), rule) is None
+    with pytest.raises(ValueError, match=f"not rule '{rule}'"):
+        verify_draft(draft, logits, SAMPLING, g(), rule, best=[0] * 5)
 
 
 @pytest.mark.parametrize("with_probs", [False, True])
