@@ -14,14 +14,16 @@ stage-NAME.json, as soon as it ends (report.json gathers them):
 1. tests: the tiny-model test suite on the device (SPECDEC_TEST_DEVICE, `-m "not real_model"`); the file holds
    the counts and each failing or skipped test with its one-line reason;
 2. latency: `specdec latency` of --model in bfloat16 at a 512-token context (ms per token end to end, the
-   bandwidth bound), and of each --latency-model (a model that fails is recorded and the next one runs);
+   bandwidth bound), and of each --latency-model, each without and (on CUDA) with CUDA graphs (a model that
+   fails is recorded and the next one runs);
 3. responses: the target answers prompts greedily (transformers, batched on the GPU) until its time limit;
 4. eagle, medusa, distilled: features once (inside the first of them), a 30-step probe that measures the step
    time (evaluations left out), then as many steps as the stage's time allows (the cosine schedule is sized to
    that count, so the run is complete, not cut); --steps KIND=N fixes the count instead and runs no probe (the
    probe's estimate can be 2-4x too high: its 30 steps include warm-up that a long run amortises);
 5. bench: vanilla, pld, lookahead, the trained drafters, eagle+pld and transformers' generate on Spec-Bench
-   questions, greedy. Its identical-to-vanilla column is the correctness check of every method on the device;
+   questions, greedy, the target under CUDA graphs on CUDA (--cuda-graphs). Its identical-to-vanilla column is
+   the correctness check of every method on the device;
 6. sampling: a short sampled generation per method checks that the sampling path runs on the device.
 
 A later stage runs on its own with the others left out of --plan: bench and sampling then use the drafters an
@@ -211,18 +213,22 @@ def latency(args, stop: float) -> dict:
     from specdec.bench.latency import decode_latency
     from specdec.models.load import load_model
     results = {}
+    graphs = [False, True] if torch.device(args.device).type == "cuda" else [False]
     for name in [args.model] + args.latency_model:
-        if time.monotonic() > stop:
-            results[name] = {"skipped": "out of the stage's time"}
-            continue
-        try:
-            target = load_model(name, dtype="bfloat16", device=args.device, quiet=True)
-            results[name] = decode_latency(target, context=args.latency_context, tokens=args.latency_tokens,
-                                           runs=args.latency_runs)
-            log(f"latency {name}: {results[name]['ms_per_token']} ms/token, {results[name].get('times_bound')}x bound")
-            del target
-        except Exception as e:  # noqa: BLE001 -- one model's failure must not cost the others' timing
-            results[name] = {"error": f"{type(e).__name__}: {e}"}
+        for graphed in graphs:
+            label = f"{name} +cuda-graphs" if graphed else name
+            if time.monotonic() > stop:
+                results[label] = {"skipped": "out of the stage's time"}
+                continue
+            try:
+                target = load_model(name, dtype="bfloat16", device=args.device, quiet=True, cuda_graphs=graphed)
+                results[label] = decode_latency(target, context=args.latency_context, tokens=args.latency_tokens,
+                                                runs=args.latency_runs)
+                log(f"latency {label}: {results[label]['ms_per_token']} ms/token, "
+                    f"{results[label].get('times_bound')}x bound")
+                del target
+            except Exception as e:  # noqa: BLE001 -- one model's failure must not cost the others' timing
+                results[label] = {"error": f"{type(e).__name__}: {e}"}
     return results
 
 
@@ -321,6 +327,8 @@ def bench(args, drafters: dict, out: Path, stop: float) -> None:
     cmd = [sys.executable, "-m", "specdec.cli", "bench", "--model", args.model, "--device", args.device,
            "--methods", ",".join(methods), "--baselines", "hf_vanilla", "--per-category", str(args.bench_per_category),
            "--max-new-tokens", str(args.bench_tokens), "--out", str(out / "bench"), "--quiet"]
+    if torch.device(args.device).type == "cuda":
+        cmd.append("--cuda-graphs")          # the methods and vanilla, all on the graph-captured target
     for k, v in drafters.items():
         if v:
             cmd += ["--method-option", f"{k}:drafter={v}"]

@@ -17,6 +17,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="float32 (default), bfloat16, float16, or q4: 4-bit weights in groups of 32 (native runtime, "
                         "CPU; 1.7-1.9x float32 here, docs/runtime.md)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="CUDA: score each pass of one request's few new tokens through a fixed-shape pass captured "
+                        "as CUDA graphs (dense weights)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:

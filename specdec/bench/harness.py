@@ -44,6 +44,7 @@ class BenchConfig:
     warmup: int = 1
     dtype: str = "float32"
     device: str = "cpu"
+    cuda_graphs: bool = False       # the target's few-row passes through CUDA graphs (load_model(cuda_graphs=))
     bandwidth_bytes: int = 256 << 20      # size of the tensor timed for the roofline
     argv: tuple[str, ...] = ()            # command line, recorded in summary.json
     progress: bool = True
@@ -63,7 +64,8 @@ def run_bench(cfg: BenchConfig, on_unit=None) -> dict:
     _check_settings(out / "run.json", _settings(cfg, methods))
     store = ResultsFile(out / "results.jsonl")
     from specdec.models.load import load_model
-    target = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, quiet=not cfg.progress)
+    target = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, quiet=not cfg.progress,
+                        cuda_graphs=cfg.cuda_graphs)
     runners = {m: NativeRunner(target, base_method(m), cfg.method_options.get(m)) for m in methods}
     hf_runners, notes = make_baselines(list(cfg.baselines), target, assistant=cfg.assistant, dtype=cfg.dtype,
                                        device=cfg.device)
@@ -106,7 +108,7 @@ def _check_numbers(cfg: BenchConfig) -> None:
 
 def _settings(cfg: BenchConfig, methods: list[str]) -> dict:
     """What must not change between an interrupted run and its resumption."""
-    return {"model": cfg.model, "dtype": cfg.dtype, "max_new_tokens": cfg.max_new_tokens,
+    return {"model": cfg.model, "dtype": cfg.dtype, "cuda_graphs": cfg.cuda_graphs, "max_new_tokens": cfg.max_new_tokens,
             "sampling": asdict(cfg.sampling), "options": {m: cfg.method_options.get(m, {}) for m in methods}}
 
 

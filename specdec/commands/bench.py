@@ -64,6 +64,7 @@ def config_from_args(args, argv: list[str]) -> BenchConfig:
                        data=Path(args.data) if args.data else None, categories=_names(args.categories) or None,
                        per_category=args.per_category, max_new_tokens=args.max_new_tokens, sampling=sampling,
                        repeats=args.repeats, warmup=args.warmup, dtype=args.dtype, device=args.device,
+                       cuda_graphs=args.cuda_graphs,
                        argv=tuple(argv), progress=not args.quiet)
 
 
@@ -92,10 +93,10 @@ def run_latency(args) -> int:
         least = 2 if name == "tokens" else 1
         if getattr(args, name) < least:
             raise ConfigError(f"--{name} {getattr(args, name)} is invalid; accepted: an integer >= {least}")
-    target = load_model(args.model, dtype=args.dtype, device=args.device)
+    target = load_model(args.model, dtype=args.dtype, device=args.device, cuda_graphs=args.cuda_graphs)
     result = decode_latency(target, context=args.context, tokens=args.tokens, runs=args.runs, sampling=sampling,
                             seed=args.seed or 0)
-    result["model"], result["dtype"] = target.name, args.dtype
+    result["model"], result["dtype"], result["cuda_graphs"] = target.name, args.dtype, args.cuda_graphs
     result["machine"] = machine_info(args.dtype, args.device, sys.argv[1:])
     print(latency_table(result))
     if args.out:
@@ -114,7 +115,7 @@ def run_cost_curve(args) -> int:
         raise ConfigError(f"--k {args.k!r} is malformed; accepted: comma-separated integers like 1,2,4,8") from None
     if not ks or min(ks) < 1 or args.context < 1 or args.repeats < 1:
         raise ConfigError("--k values, --context and --repeats must be >= 1")
-    target = load_model(args.model, dtype=args.dtype, device=args.device)
+    target = load_model(args.model, dtype=args.dtype, device=args.device, cuda_graphs=args.cuda_graphs)
     if args.context + max(ks) > target.runtime.max_context:
         raise ConfigError(f"--context {args.context} + k {max(ks)} exceeds the model's window "
                           f"{target.runtime.max_context}")

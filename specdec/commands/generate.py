@@ -18,7 +18,8 @@ def run_generate(args) -> int:
 
     sampling = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               min_p=args.min_p, seed=args.seed)
-    target = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.json)
+    target = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.json,
+                        cuda_graphs=args.cuda_graphs)
     drafter = make_drafter(args.method, target, dict(args.options))
     decoder = SpeculativeDecoder(target, drafter, rule=args.rule)
     prompt_ids = target.encode(args.prompt, chat=not args.no_chat)

@@ -123,6 +123,16 @@ class LlamaRuntime:
         self.attention = "per-request"     # a batched pass's short segments: one exact call each (_shared_attention)
         cos, sin = rope_tables(config.head_dim, config.rope_theta, config.rope_scaling, ctx)
         self.cos, self.sin = cast(cos), cast(sin)                              # [context, head_dim]
+        self.static = None                 # a StaticStep once use_static_step() is called (CUDA graphs)
+
+    def use_static_step(self, buckets: tuple[int, ...] | None = None) -> None:
+        """Score a pass of one sequence's few new tokens through fixed-shape kernels (specdec/models/static_step.py):
+        on CUDA captured as CUDA graphs and replayed. Dense weights only."""
+        from specdec.models.static_step import DEFAULT_BUCKETS, StaticStep
+        if self.quant:
+            raise ConfigError("the static step (CUDA graphs) runs dense weights only; accepted: float32, bfloat16, "
+                              "float16")
+        self.static = StaticStep(self, buckets or DEFAULT_BUCKETS)
 
     def _layer(self, state: dict[str, Tensor], i: int, cast) -> dict[str, Tensor]:
         p = f"model.layers.{i}."
@@ -177,6 +187,9 @@ class LlamaRuntime:
         c = self.config
         if len(segments) > 1 and any(s.input_ids.shape[0] != 1 for s in segments):
             raise ValueError("a pass of several segments takes one sequence per segment (input_ids [1, t])")
+        if (self.static is not None and len(segments) == 1 and not hidden_layers and layers is None
+                and isinstance(segments[0].cache, KVCache) and self.static.fits(segments[0], segments[0].cache)):
+            return [ForwardOutput(logits=self.static(segments[0]))]
         plans = _place([self._plan(s) for s in segments])
         x = F.embedding(torch.cat([s.input_ids.to(self.device) for s in segments], dim=1), self.embed)  # [b, N, hidden]
         runs = _exact_runs(plans) if self.quant else None

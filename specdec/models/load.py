@@ -60,15 +60,24 @@ def _parse_device(device: str) -> torch.device:
     return dev
 
 
-def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", quiet: bool = False) -> LoadedModel:
+def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", quiet: bool = False,
+               cuda_graphs: bool = False) -> LoadedModel:
+    """cuda_graphs: passes of one sequence's few new tokens run through the fixed-shape pass captured as CUDA
+    graphs (specdec/models/static_step.py; --device cuda, dense weights)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r} is not supported; accepted: {', '.join(DTYPES)}")
     dev = _parse_device(device)
+    if cuda_graphs and dev.type != "cuda":
+        raise ConfigError(f"CUDA graphs need a CUDA device, got device={device!r}; accepted: cuda, cuda:N")
+    if cuda_graphs and dtype == "q4":
+        raise ConfigError("CUDA graphs run dense weights only, got dtype='q4'; accepted: float32, bfloat16, float16")
     t0 = time.perf_counter()
     model_dir, source, info = _resolve(name, quiet)
     model = load_hf_dir(model_dir, dtype=DTYPES[dtype], device=dev, name=name, quant=QUANT.get(dtype))
     model.source, model.info = source, {**info, **model.info}
     model.info["hf_dir"] = str(model_dir)    # the Hugging Face style directory the weights were read from
+    if cuda_graphs:
+        model.runtime.use_static_step()
     model.load_seconds = time.perf_counter() - t0
     return model
 

@@ -58,3 +58,6 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     assert main(["latency", "--model", str(model_dir), "--tokens", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["specdec: error: --tokens 1 is invalid; accepted: an integer >= 2"]
+    assert main(["latency", "--model", str(model_dir), "--cuda-graphs"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "specdec: error: CUDA graphs need a CUDA device, got device='cpu'; accepted: cuda, cuda:N"]
