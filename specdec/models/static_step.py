@@ -50,17 +50,19 @@ class StaticStep:
         cache, rows = segment.cache, segment.rows
         pool, slot = (cache.pool, cache.index) if cache.pool is not None else (cache, 0)
         b = self.bucket(rows)
-        dev = self.rt.device
-        ids = torch.zeros(1, b, dtype=torch.long, device=dev)
-        ids[:, :rows] = segment.input_ids.to(dev)
         start = cache.length
-        pos = torch.arange(start, start + b, device=dev)
-        if segment.positions is not None:
-            pos[:rows] = segment.positions.to(dev)
-        tree = torch.eye(b, dtype=torch.bool, device=dev)
-        tree[:rows, :rows] = (torch.ones(rows, rows, dtype=torch.bool, device=dev).tril()
-                              if segment.tree_mask is None else segment.tree_mask.to(dev))
-        inputs = (ids, pos, torch.tensor([start], device=dev), tree)
+        # The inputs are built where they already are (the host for a chain, no read back from the device) and
+        # copied over once each: few kernel launches outside the graph.
+        ids = torch.zeros(1, b, dtype=torch.long)
+        ids[:, :rows] = segment.input_ids.cpu()
+        given = segment.positions                            # a tree's positions and mask may be on the device
+        pos = torch.arange(start, start + b, device="cpu" if given is None else given.device)
+        if given is not None:
+            pos[:rows] = given
+        mask = segment.tree_mask
+        tree = torch.eye(b, dtype=torch.bool, device="cpu" if mask is None else mask.device)
+        tree[:rows, :rows] = torch.ones(rows, rows, dtype=torch.bool).tril() if mask is None else mask
+        inputs = tuple(t.to(self.rt.device) for t in (ids, pos, torch.tensor([start]), tree))
         self.replays += 1
         if not self.graph:
             logits = _static_pass(self.rt, pool, slot, *inputs)
@@ -72,7 +74,6 @@ class StaticStep:
             logits = self._captured[key].replay(inputs)
         cache.advance(rows)
         return logits[:, :rows]
-
 
     def _forget_old_pools(self, current: int) -> None:
         """A graph keeps its cache buffer alive: keep the graphs of the newest MAX_POOLS buffers only (each
