@@ -187,9 +187,10 @@ class LlamaRuntime:
         c = self.config
         if len(segments) > 1 and any(s.input_ids.shape[0] != 1 for s in segments):
             raise ValueError("a pass of several segments takes one sequence per segment (input_ids [1, t])")
-        if (self.static is not None and len(segments) == 1 and not hidden_layers and layers is None
+        if (self.static is not None and len(segments) == 1 and layers is None
                 and isinstance(segments[0].cache, KVCache) and self.static.fits(segments[0], segments[0].cache)):
-            return [ForwardOutput(logits=self.static(segments[0]))]
+            logits, hidden = self.static(segments[0], tuple(sorted(hidden_layers)))
+            return [ForwardOutput(logits=logits, hidden=hidden)]
         plans = _place([self._plan(s) for s in segments])
         x = F.embedding(torch.cat([s.input_ids.to(self.device) for s in segments], dim=1), self.embed)  # [b, N, hidden]
         runs = _exact_runs(plans) if self.quant else None

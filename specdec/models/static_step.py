@@ -10,8 +10,8 @@ its key and value past the rows (where the next pass overwrites them) and its lo
 On CUDA each (bucket, cache buffer, slot) is captured once into a `torch.cuda.CUDAGraph`, after a warm-up on a
 side stream, and replayed; on any other device the same function runs eagerly, which is how its arithmetic is
 tested against the dynamic pass (`LlamaRuntime.forward_batch`). The runtime uses it for a pass of one segment
-that asks for all its logits and no hidden states (vanilla steps, chain and tree verification); every other
-pass, and any that would not fit the cache with its padding, takes the dynamic path.
+that asks for all its logits (vanilla steps, chain and tree verification, with the hidden states a feature-level
+head reads); every other pass, and any that would not fit the cache with its padding, takes the dynamic path.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class StaticStep:
         return (b is not None and segment.input_ids.shape[0] == 1 and segment.logits == "all"
                 and cache.length + b <= min(cache.capacity, self.rt.max_context))
 
-    def __call__(self, segment) -> Tensor:
-        """Score the segment's rows after its cache; advance the cache by its rows; logits [1, rows, vocab]."""
+    def __call__(self, segment, hidden_layers: tuple[int, ...] = ()) -> tuple[Tensor, dict[int, Tensor]]:
+        """Score the segment's rows after its cache; advance the cache by its rows. -> (logits [1, rows, vocab],
+        {layer: hidden rows [1, rows, hidden]} for hidden_layers, -1 the final normed state)."""
         cache, rows = segment.cache, segment.rows
         pool, slot = (cache.pool, cache.index) if cache.pool is not None else (cache, 0)
         b = self.bucket(rows)
@@ -65,15 +66,15 @@ class StaticStep:
         inputs = tuple(t.to(self.rt.device) for t in (ids, pos, torch.tensor([start]), tree))
         self.replays += 1
         if not self.graph:
-            logits = _static_pass(self.rt, pool, slot, *inputs)
+            logits, hidden = _static_pass(self.rt, pool, slot, hidden_layers, *inputs)
         else:
-            key = (b, id(pool.k), slot)
+            key = (b, id(pool.k), slot, hidden_layers)
             if key not in self._captured:
                 self._forget_old_pools(id(pool.k))
-                self._captured[key] = _Captured(self.rt, pool, slot, inputs)
-            logits = self._captured[key].replay(inputs)
+                self._captured[key] = _Captured(self.rt, pool, slot, hidden_layers, inputs)
+            logits, hidden = self._captured[key].replay(inputs)
         cache.advance(rows)
-        return logits[:, :rows]
+        return logits[:, :rows], {k: v[:, :rows] for k, v in hidden.items()}
 
     def _forget_old_pools(self, current: int) -> None:
         """A graph keeps its cache buffer alive: keep the graphs of the newest MAX_POOLS buffers only (each
@@ -87,30 +88,33 @@ class StaticStep:
 class _Captured:
     """One bucket's pass captured on one cache buffer and slot: static input buffers, the graph, its output."""
 
-    def __init__(self, rt, pool: KVCache, slot: int, inputs: tuple[Tensor, ...]):
+    def __init__(self, rt, pool: KVCache, slot: int, hidden_layers: tuple[int, ...], inputs: tuple[Tensor, ...]):
         self.pool = pool              # the graph writes into its buffers: they must outlive it (and keep their id)
         self.inputs = tuple(t.clone() for t in inputs)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():          # warm-up: allocations and kernel choice
             for _ in range(2):
-                _static_pass(rt, pool, slot, *self.inputs)
+                _static_pass(rt, pool, slot, hidden_layers, *self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), torch.inference_mode():
-            self.out = _static_pass(rt, pool, slot, *self.inputs)
+            self.logits, self.hidden = _static_pass(rt, pool, slot, hidden_layers, *self.inputs)
 
-    def replay(self, inputs: tuple[Tensor, ...]) -> Tensor:
+    def replay(self, inputs: tuple[Tensor, ...]) -> tuple[Tensor, dict[int, Tensor]]:
         for buf, t in zip(self.inputs, inputs):
             buf.copy_(t)
         self.graph.replay()
-        return self.out.clone()            # the next replay rewrites the output buffer
+        # the next replay rewrites the output buffers
+        return self.logits.clone(), {k: v.clone() for k, v in self.hidden.items()}
 
 
 @torch.inference_mode()
-def _static_pass(rt, pool: KVCache, slot: int, ids: Tensor, pos: Tensor, start: Tensor, tree: Tensor) -> Tensor:
+def _static_pass(rt, pool: KVCache, slot: int, hidden_layers: tuple[int, ...], ids: Tensor, pos: Tensor,
+                 start: Tensor, tree: Tensor) -> tuple[Tensor, dict[int, Tensor]]:
     """The pass on fixed shapes: ids [1, b], pos [b], start [1] (cached positions before the rows), tree [b, b]
-    bool -> logits [1, b, vocab]. Writes the rows' keys and values into slot `slot` of `pool`."""
+    bool -> (logits [1, b, vocab], {layer: [1, b, hidden]}). Writes the rows' keys and values into slot `slot`
+    of `pool`."""
     from specdec.models.llama import _project, _rms_norm    # the runtime's own projection and norm
 
     c = rt.config
@@ -124,6 +128,7 @@ def _static_pass(rt, pool: KVCache, slot: int, ids: Tensor, pos: Tensor, start: 
     at = start + torch.arange(b, device=ids.device)                          # [b] where the rows' keys go
     cos, sin = rt.cos[pos], rt.sin[pos]                                      # [b, d]
     x = F.embedding(ids, rt.embed)                                           # [1, b, hidden]
+    hidden: dict[int, Tensor] = {}
     for i, layer in enumerate(rt.layers):
         qkv = _project(layer["qkv"], _rms_norm(x, layer["attn_norm"], c.rms_norm_eps), None)
         qkv = qkv.view(1, b, h + 2 * kvh, d).transpose(1, 2)                # [1, heads + 2 kv_heads, b, d]
@@ -139,4 +144,9 @@ def _static_pass(rt, pool: KVCache, slot: int, ids: Tensor, pos: Tensor, start: 
         gu = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), None)
         gate, up = gu.chunk(2, dim=-1)
         x = x + _project(layer["down"], F.silu(gate) * up, None)
-    return rt.lm_head(_rms_norm(x, rt.final_norm, c.rms_norm_eps))           # [1, b, vocab]
+        if i in hidden_layers:
+            hidden[i] = x
+    x = _rms_norm(x, rt.final_norm, c.rms_norm_eps)
+    if -1 in hidden_layers:
+        hidden[-1] = x
+    return rt.lm_head(x), hidden                                             # [1, b, vocab]

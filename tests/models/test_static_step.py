@@ -15,6 +15,7 @@ from specdec.models.load import load_model
 from specdec.models.runtime import Segment
 from specdec.tree import tree_inputs
 from tests.test_drafters import TargetGreedyDrafter
+from tests.trained_helpers import eagle_drafter
 from tests.tiny import TEST_DEVICE, tiny_target, write_hf_dir
 
 PARENTS = torch.tensor([-1, 0, 0, 1, -1])          # root -> 0 -> {1, 2}, 1 -> 3; root -> 4
@@ -39,11 +40,14 @@ def test_a_static_pass_scores_and_caches_as_the_dynamic_pass(new, parents, slot)
         cache = rt.new_cache(64) if slot is None else rt.new_cache(64, batch=3).slot(slot)
         rt.forward(prompt, cache, logits="none")
         seg = Segment(rows, cache) if parents is None else Segment(rows, cache, *reversed(tree_inputs(parents, 11)))
-        outs.append(rt.forward_batch([seg])[0].logits)
+        outs.append(rt.forward_batch([seg], hidden_layers=(0, -1))[0])
         caches.append(cache)
     assert static.runtime.static.replays == 1 and dynamic.runtime.static is None
-    assert outs[1].shape == (1, new, 64)                        # padded to the bucket of 8 (or 4, 1), cut back
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    assert outs[1].logits.shape == (1, new, 64)                 # padded to the bucket of 8 (or 4, 1), cut back
+    torch.testing.assert_close(outs[1].logits, outs[0].logits, rtol=1e-5, atol=1e-5)
+    assert sorted(outs[1].hidden) == [-1, 0] and outs[1].hidden[0].shape == (1, new, 32)
+    for k in (0, -1):                                           # the states a feature-level head reads
+        torch.testing.assert_close(outs[1].hidden[k], outs[0].hidden[k], rtol=1e-5, atol=1e-5)
     assert caches[0].length == caches[1].length == 11 + new
     for a, b in ((caches[0].k, caches[1].k), (caches[0].v, caches[1].v)):
         torch.testing.assert_close(b[..., :11 + new, :], a[..., :11 + new, :], rtol=1e-5, atol=1e-5)
@@ -53,7 +57,8 @@ def test_greedy_output_with_the_static_step_is_vanillas_for_drafts_and_batches()
     dynamic, static = _pair()
     prompts = [[3, 1, 4, 1, 5], [9, 2, 6], [5, 3, 5, 8, 9, 7, 9]]
     vanilla = [SpeculativeDecoder(dynamic).generate(p, 24).token_ids for p in prompts]
-    for drafter in (None, TargetGreedyDrafter(static, k=3), make_drafter("pld", static, {})):
+    for drafter in (None, TargetGreedyDrafter(static, k=3), make_drafter("pld", static, {}),
+                    eagle_drafter(static, depth=3, topk=2)):                     # a tree, hidden states
         assert [SpeculativeDecoder(static, drafter).generate(p, 24).token_ids for p in prompts] == vanilla
     used = static.runtime.static.replays
     assert used > 3 * 24 / 4                                    # the decode passes took the static path
@@ -83,8 +88,8 @@ def test_passes_it_cannot_take_go_the_dynamic_way():
 def test_graphs_are_kept_for_the_newest_cache_buffers_only(monkeypatch):
     """Capture needs CUDA; what is kept is bookkeeping, checked here with a stand-in for the capture."""
     import specdec.models.static_step as st
-    monkeypatch.setattr(st, "_Captured", lambda rt, pool, slot, inputs: type("G", (), {
-        "replay": lambda self, inputs: st._static_pass(rt, pool, slot, *inputs)})())
+    monkeypatch.setattr(st, "_Captured", lambda rt, pool, slot, layers, inputs: type("G", (), {
+        "replay": lambda self, inputs: st._static_pass(rt, pool, slot, layers, *inputs)})())
     _, static = _pair()
     step = static.runtime.static
     step.graph = True
