@@ -160,6 +160,8 @@ class LlamaRuntime:
                        device=self.device)
 
     def new_slots(self, capacity: int, count: int) -> list[KVCache]:
+        if self.static is not None:                  # graphs are captured per buffer: reuse the buffers
+            return self.static.slots(capacity, count)
         pool = self.new_cache(capacity, batch=count)
         return [pool.slot(i) for i in range(count)]
 

@@ -16,6 +16,8 @@ head reads); every other pass, and any that would not fit the cache with its pad
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +27,7 @@ from specdec.models.rope import apply_rope
 
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32)
 MAX_POOLS = 2          # cache buffers whose captured graphs are kept
+CAPACITY_STEP = 256    # reused cache buffers hold a multiple of this many positions
 
 
 class StaticStep:
@@ -34,7 +37,27 @@ class StaticStep:
         self.rt, self.buckets = runtime, tuple(sorted(set(buckets)))
         self.graph = runtime.device.type == "cuda"
         self._captured: dict[tuple, _Captured] = {}
+        self._buffers: dict[tuple[int, int], tuple[KVCache, weakref.WeakSet]] = {}   # (capacity, slots) -> buffer
         self.replays = 0                                     # passes served (captured or eager), for tests and logs
+
+    def slots(self, capacity: int, count: int) -> list[KVCache]:
+        """`count` slots of at least `capacity` positions, from a buffer kept for reuse: each `generate` call asks
+        for slots of its own, and a graph is captured per buffer, so a new buffer per request would capture
+        again on every request. The capacity is rounded up to a multiple of CAPACITY_STEP (within the context
+        window) so that requests of different lengths share a buffer. A buffer whose earlier slots are still
+        alive (another engine decoding) is not handed out again: a new one is made."""
+        cap = max(capacity, min(self.rt.max_context, -(-capacity // CAPACITY_STEP) * CAPACITY_STEP))
+        kept = self._buffers.get((cap, count))
+        if kept is None or len(kept[1]):
+            kept = (self.rt.new_cache(cap, batch=count), weakref.WeakSet())
+            self._buffers.pop((cap, count), None)
+            self._buffers[(cap, count)] = kept
+            while len(self._buffers) > MAX_POOLS:                      # the least recently made goes
+                del self._buffers[next(iter(self._buffers))]
+        pool, handed = kept
+        views = [pool.slot(i) for i in range(count)]
+        handed.update(views)
+        return views
 
     def bucket(self, rows: int) -> int | None:
         return next((b for b in self.buckets if b >= rows), None)

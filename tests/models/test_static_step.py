@@ -85,19 +85,35 @@ def test_passes_it_cannot_take_go_the_dynamic_way():
         q4.use_static_step()
 
 
-def test_graphs_are_kept_for_the_newest_cache_buffers_only(monkeypatch):
-    """Capture needs CUDA; what is kept is bookkeeping, checked here with a stand-in for the capture."""
+def test_requests_reuse_one_cache_buffer_and_its_graphs_and_live_engines_never_share_one(monkeypatch):
+    """Capture needs CUDA; which buffers and graphs are kept is bookkeeping, checked here with a stand-in for the
+    capture that counts captures."""
     import specdec.models.static_step as st
-    monkeypatch.setattr(st, "_Captured", lambda rt, pool, slot, layers, inputs: type("G", (), {
-        "replay": lambda self, inputs: st._static_pass(rt, pool, slot, layers, *inputs)})())
-    _, static = _pair()
+    captures = []
+
+    def capture(rt, pool, slot, layers, inputs):
+        captures.append((id(pool.k), inputs[0].shape[1]))
+        return type("G", (), {"replay": lambda self, inputs: st._static_pass(rt, pool, slot, layers, *inputs)})()
+    monkeypatch.setattr(st, "_Captured", capture)
+    dynamic, static = _pair()
     step = static.runtime.static
     step.graph = True
-    buffers = []
-    for _ in range(4):                                           # four requests, each with a cache of its own
-        SpeculativeDecoder(static).generate([3, 1, 4], 4)
-        buffers.append({key[1] for key in step._captured})
-    assert [len(b) for b in buffers] == [1, 2, 2, 2] and buffers[3] != buffers[1]
+    vanilla = SpeculativeDecoder(dynamic).generate([3, 1, 4], 6).token_ids
+    for n in (3, 7, 40):                                         # requests of different lengths, one at a time
+        prompt = [3, 1, 4] * n
+        assert SpeculativeDecoder(static).generate(prompt, 6).token_ids == \
+            SpeculativeDecoder(dynamic).generate(prompt, 6).token_ids
+    assert len({pool for pool, _ in captures}) == 1 and len(captures) == 1   # one buffer, one graph (bucket 1)
+    held = static.runtime.new_slots(64, 1)                       # an engine still holding its slots ...
+    assert SpeculativeDecoder(static).generate([3, 1, 4], 6).token_ids == vanilla
+    assert held[0].pool is not step._buffers[(256, 1)][0]        # ... never shares its buffer with another
+    assert len({pool for pool, _ in captures}) == 2
+    del held
+    for _ in range(3):                                           # at most MAX_POOLS buffers keep graphs
+        keep = static.runtime.new_slots(64, 1)
+        SpeculativeDecoder(static).generate([3, 1, 4], 6)
+        del keep
+    assert len({key[1] for key in step._captured}) <= st.MAX_POOLS and len(step._buffers) <= st.MAX_POOLS
 
 
 def test_load_model_turns_cuda_graphs_on_for_a_cuda_device_and_refuses_them_elsewhere(tmp_path):
