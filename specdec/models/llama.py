@@ -86,6 +86,15 @@ def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
 
+def _layer_rest(layer: dict, x: Tensor, o: Tensor, eps: float, runs) -> Tensor:
+    """A decoder layer after its attention o [batch, N, heads * head_dim]: the output projection and the MLP,
+    each added to the residual stream x."""
+    x = x + _project(layer["o"], o, runs)
+    h = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], eps), runs)
+    gate, up = h.chunk(2, dim=-1)
+    return x + _project(layer["down"], F.silu(gate) * up, runs)
+
+
 class LlamaRuntime:
     supports_tree = True
     supports_batch = True
@@ -212,10 +221,7 @@ class LlamaRuntime:
                 for j in alone:
                     p = plans[j]
                     o[:, p.lo:p.hi] = self._attention(qkv[:, p.lo:p.hi], segments[j].cache, i, p)
-            x = x + _project(layer["o"], o, runs)
-            h = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), runs)
-            gate, up = h.chunk(2, dim=-1)
-            x = x + _project(layer["down"], F.silu(gate) * up, runs)
+            x = _layer_rest(layer, x, o, c.rms_norm_eps, runs)
             if i in hidden_layers:
                 hidden[i] = x
         for s, p in zip(segments, plans):

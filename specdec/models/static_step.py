@@ -138,7 +138,7 @@ def _static_pass(rt, pool: KVCache, slot: int, hidden_layers: tuple[int, ...], i
     """The pass on fixed shapes: ids [1, b], pos [b], start [1] (cached positions before the rows), tree [b, b]
     bool -> (logits [1, b, vocab], {layer: [1, b, hidden]}). Writes the rows' keys and values into slot `slot`
     of `pool`."""
-    from specdec.models.llama import _project, _rms_norm    # the runtime's own projection and norm
+    from specdec.models.llama import _layer_rest, _project, _rms_norm    # the runtime's own layer pieces
 
     c = rt.config
     b, cap = ids.shape[1], pool.capacity
@@ -163,10 +163,7 @@ def _static_pass(rt, pool: KVCache, slot: int, hidden_layers: tuple[int, ...], i
         o = F.scaled_dot_product_attention(q.reshape(1, kvh, group * b, d), keys.unsqueeze(0),
                                            values.unsqueeze(0), attn_mask=mask)
         o = o.reshape(1, h, b, d).transpose(1, 2).reshape(1, b, h * d)
-        x = x + _project(layer["o"], o, None)
-        gu = _project(layer["gate_up"], _rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), None)
-        gate, up = gu.chunk(2, dim=-1)
-        x = x + _project(layer["down"], F.silu(gate) * up, None)
+        x = _layer_rest(layer, x, o, c.rms_norm_eps, None)
         if i in hidden_layers:
             hidden[i] = x
     x = _rms_norm(x, rt.final_norm, c.rms_norm_eps)
